@@ -1,0 +1,171 @@
+"""Loading configs: YAML file + dotted `key=value` overrides → a validated pydantic model, with errors that
+name the key and suggest the closest valid one. Also renders `--help` from the field docstrings.
+
+No torch / Ray / vLLM here: `--help` and `--check` are instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration error (one message naming the key, the value and the fix)."""
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`trainer.lr=1e-6` → (["trainer", "lr"], 1e-6). The value is parsed as YAML (numbers, bools, lists)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} must look like key.sub_key=value (e.g. trainer.lr=1e-6)")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def apply_override(tree: dict, path: list[str], value: Any) -> None:
+    """Set `tree[path[0]][path[1]]... = value`, creating dicts on the way; integer parts index into lists."""
+    node: Any = tree
+    for i, part in enumerate(path[:-1]):
+        if isinstance(node, list):
+            node = node[_list_index(node, part, path[: i + 1])]
+            continue
+        if not isinstance(node.get(part, {}), dict | list):
+            raise ConfigError(f"cannot set {'.'.join(path)}: {'.'.join(path[: i + 1])} is not a section")
+        node = node.setdefault(part, {})
+    last = path[-1]
+    if isinstance(node, list):
+        node[_list_index(node, last, path)] = value
+    else:
+        node[last] = value
+
+
+def _list_index(node: list, part: str, path: list[str]) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"{'.'.join(path)}: {part!r} is not an index of a list of {len(node)} entries")
+    return int(part)
+
+
+def load_config(model: type[M], path: str | Path | None, overrides: list[str] = ()) -> M:
+    """Read YAML at `path` (optional), apply overrides, validate. Raises ConfigError with a readable message."""
+    tree: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} not found")
+        try:
+            tree = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections, got {type(tree).__name__}")
+    for text in overrides:
+        apply_override(tree, *parse_override(text))
+    try:
+        return model.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(model, e, source=str(path) if path else "config")) from None
+
+
+def format_validation_error(model: type[BaseModel], err: ValidationError, source: str) -> str:
+    lines = [f"invalid {source}:"]
+    for item in err.errors():
+        key = ".".join(str(p) for p in item["loc"])
+        if item["type"] == "extra_forbidden":
+            known = _fields_at(model, item["loc"][:-1])
+            close = difflib.get_close_matches(str(item["loc"][-1]), known, n=1, cutoff=0.5)
+            hint = f" — did you mean {'.'.join([*map(str, item['loc'][:-1]), close[0]])!r}?" if close else ""
+            lines.append(f"  {key}: unknown key{hint} (valid here: {', '.join(sorted(known))})")
+        elif item["type"] == "missing":
+            lines.append(f"  {key}: required key is missing")
+        else:
+            value = item.get("input")
+            shown = f" (got {value!r})" if not isinstance(value, dict) else ""
+            lines.append(f"  {key or '<root>'}: {item['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the sub-model found by walking `loc` (list indexes skipped)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if _is_model(current) else None
+        current = _model_in(field.annotation) if field else None
+        if current is None:
+            return []
+    return list(current.model_fields) if _is_model(current) else []
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel inside `X`, `X | None` or `list[X]`, if any."""
+    if _is_model(annotation):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def describe(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """One line per leaf key: `key  type = default  doc`, nested sections expanded."""
+    lines = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        sub = _model_in(field.annotation)
+        if sub is not None and not _is_list(field.annotation):
+            lines.append(f"{key}:  {field.description or ''}".rstrip())
+            lines.extend(describe(sub, prefix=f"{key}."))
+            continue
+        if sub is not None:
+            lines.append(f"{key}[]:  {field.description or ''}".rstrip())
+            lines.extend(describe(sub, prefix=f"{key}[]."))
+            continue
+        default = "required" if field.is_required() else f"= {field.get_default(call_default_factory=True)!r}"
+        lines.append(f"  {key}  ({_type_name(field.annotation)}, {default})  {field.description or ''}".rstrip())
+    return lines
+
+
+def _is_list(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is list
+
+
+def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is typing.Literal:
+        return " | ".join(repr(a) for a in typing.get_args(annotation))
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return " | ".join(_type_name(a) for a in typing.get_args(annotation))
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def build_arg_parser(prog: str, model: type[BaseModel], description: str) -> argparse.ArgumentParser:
+    """`--config FILE [--check] [key=value ...]`; `--help` lists every key with its doc."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="config keys (set in YAML or override as key=value):\n" + "\n".join(describe(model)),
+    )
+    parser.add_argument("--config", "-c", help="YAML config file")
+    parser.add_argument("--check", action="store_true", help="validate config + overrides (and data, model paths); load nothing")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.lr=1e-6 rollout.n=16")
+    return parser
+
+
+def dump_config(cfg: BaseModel, path: Path) -> None:
+    """Write the resolved config (every default filled in) as YAML."""
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

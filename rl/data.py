@@ -1,0 +1,126 @@
+"""Prompt data: load rows from JSONL / Parquet / HF datasets, validate them, iterate with a resumable cursor.
+
+A row is `{"prompt": str | list[{"role", "content"}], ...any other columns}`; the other columns travel with
+each completion to the reward functions as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+
+class DataError(ValueError):
+    """Bad data: the message names the source and the row."""
+
+
+def load_rows(source: str) -> list[dict[str, Any]]:
+    """Read every row of `source` (.jsonl, .parquet, a `save_to_disk` directory, or `hf:NAME[:SPLIT]`) and
+    validate it. Raises DataError naming the file and the 1-based row number of the first bad row."""
+    rows = _read(source)
+    if not rows:
+        raise DataError(f"{source}: no rows")
+    for i, row in enumerate(rows, start=1):
+        _check_row(row, source, i)
+    return rows
+
+
+def _read(source: str) -> list[dict[str, Any]]:
+    if source.startswith("hf:"):
+        import datasets
+
+        name, _, split = source[3:].partition(":")
+        return [dict(r) for r in datasets.load_dataset(name, split=split or "train")]
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"data file {source!r} not found")
+    if path.is_dir():
+        import datasets
+
+        return [dict(r) for r in datasets.load_from_disk(str(path))]
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    if path.suffix == ".jsonl":
+        return _read_jsonl(path)
+    raise DataError(f"data file {source!r}: unsupported format (use .jsonl, .parquet, a dataset dir or hf:NAME)")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open() as f:
+        for i, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}: row {i} is not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}: row {i} must be a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    return rows
+
+
+def _check_row(row: dict, source: str, i: int) -> None:
+    if "prompt" not in row:
+        raise DataError(f"{source}: row {i} has no `prompt` column (columns: {', '.join(sorted(row)) or 'none'})")
+    prompt = row["prompt"]
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise DataError(f"{source}: row {i} has an empty `prompt`")
+        return
+    ok = isinstance(prompt, list) and prompt and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in prompt
+    )
+    if not ok:
+        raise DataError(f"{source}: row {i}: `prompt` must be a string or a list of {{role, content}} messages")
+
+
+def render_prompt(prompt: str | list[dict], tokenizer: Any, system_prompt: str | None = None) -> str:
+    """Text the model continues: chat messages go through the tokenizer's chat template with the generation
+    prompt; a plain string is used as is (TRL's "standard" format)."""
+    if isinstance(prompt, str):
+        return prompt
+    messages = list(prompt)
+    if system_prompt and messages[0]["role"] != "system":
+        messages = [{"role": "system", "content": system_prompt}, *messages]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+class PromptStream:
+    """Endless, epoch-reshuffled stream of row indices with a checkpointable cursor."""
+
+    def __init__(self, num_rows: int, *, seed: int, shuffle: bool = True):
+        self.num_rows, self.seed, self.shuffle = num_rows, seed, shuffle
+        self.epoch, self.position = 0, 0
+        self._order = self._order_for(0)
+
+    def _order_for(self, epoch: int) -> list[int]:
+        order = list(range(self.num_rows))
+        if self.shuffle:
+            random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        return order
+
+    def take(self, k: int) -> list[int]:
+        """The next `k` row indices (crossing into the next epoch when needed)."""
+        out = []
+        while len(out) < k:
+            if self.position == self.num_rows:
+                self.epoch, self.position = self.epoch + 1, 0
+                self._order = self._order_for(self.epoch)
+            out.append(self._order[self.position])
+            self.position += 1
+        return out
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position, "num_rows": self.num_rows}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state["num_rows"] != self.num_rows:
+            raise DataError(f"checkpoint was taken on {state['num_rows']} rows, the data now has {self.num_rows}")
+        self.epoch, self.position = state["epoch"], state["position"]
+        self._order = self._order_for(self.epoch)

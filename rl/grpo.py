@@ -1,0 +1,253 @@
+"""GRPO: `python -m rl.grpo --config my.yaml [key=value ...]` (`--help` lists every key, `--check` validates).
+
+One step: take `data.prompts_per_step` prompts → the rollout workers sample `rollout.n` completions each, with
+the sampler's per-token logprobs (π_old) → rewards score them (weighted sum of the configured functions) →
+group-normalised advantages A_i = (r_i − mean) / (std + eps) → the learner takes `trainer.updates_per_batch`
+AdamW steps on the PPO-clip loss, token-mean over the global batch, plus β·KL(k3) to the frozen start model when
+`algorithm.kl_beta` > 0 → the new weights go to every rollout engine → metrics are logged, and a checkpoint is
+written every `trainer.save_every` steps. Re-running the same command resumes from the last checkpoint.
+Formulas: ALGORITHMS.md; the maths lives in `rl/algos/`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rl.config import GRPOConfig
+from rl.config_io import ConfigError, build_arg_parser, dump_config, load_config
+from rl.data import DataError, PromptStream, load_rows, render_prompt
+from rl.models import check_model_path, resolve_model_path
+
+
+@dataclass
+class Inputs:
+    """Everything validated before any model loads."""
+
+    rows: list[dict]
+    eval_rows: list[dict]
+    rewards: Any  # rewards.WeightedRewards
+    primary_reward: str
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_arg_parser("python -m rl.grpo", GRPOConfig, __doc__.split("\n\n")[0])
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(GRPOConfig, args.config, args.overrides)
+        inputs = preflight(cfg)
+    except (ConfigError, DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if args.check:
+        print(f"config ok: {len(inputs.rows)} training prompts, {len(cfg.rewards)} reward(s), model {cfg.model.path}")
+        return
+    train(cfg, inputs)
+
+
+def preflight(cfg: GRPOConfig) -> Inputs:
+    """Fail fast, naming the bad key / file / row: model path, data rows, reward functions."""
+    from rewards import RewardSpec, WeightedRewards, load_reward_fn
+
+    check_model_path(cfg.model.path)
+    rows = load_rows(cfg.data.train)
+    eval_rows = load_rows(cfg.eval.data)[: cfg.eval.max_prompts] if cfg.eval else []
+    specs = []
+    for i, r in enumerate(cfg.rewards):
+        try:
+            specs.append(RewardSpec(r.name or r.fn.rpartition(":")[2], load_reward_fn(r.name, r.fn), r.weight, r.kwargs))
+        except ValueError as e:
+            raise ConfigError(f"rewards.{i}: {e}") from None
+    return Inputs(rows, eval_rows, WeightedRewards(specs), primary_reward=specs[0].label)
+
+
+class Run:
+    """The live pieces of a run: tokenizer, encoded prompts, data cursor, Ray actors, metrics log."""
+
+    def __init__(self, cfg: GRPOConfig, inputs: Inputs):
+        from transformers import AutoTokenizer
+
+        from rl.actors import RolloutGroup, init_ray, start_learner
+        from rl.checkpoint import latest_checkpoint, load_state
+        from rl.tracking import MetricsLog
+
+        self.cfg, self.inputs, self.out = cfg, inputs, Path(cfg.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, self.out / "config.yaml")
+        model_path = resolve_model_path(cfg.model.path)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.prompt_ids = encode_prompts(inputs.rows, self.tokenizer, cfg, cfg.data.train)
+        self.eval_prompt_ids = encode_prompts(inputs.eval_rows, self.tokenizer, cfg, cfg.eval.data if cfg.eval else "")
+        checkpoint = latest_checkpoint(self.out)
+        state = load_state(checkpoint) if checkpoint else {}
+        self.start_step = state.get("step", 0)
+        self.stream = PromptStream(len(inputs.rows), seed=cfg.trainer.seed, shuffle=cfg.data.shuffle)
+        if state:
+            self.stream.load_state_dict(state["data"])
+        init_ray(cfg.ray_address)
+        self.learner = start_learner(model_path, cfg.model, cfg.trainer, cfg.algorithm, cfg.rollout.temperature,
+                                     resume_from=str(checkpoint) if checkpoint else None,
+                                     num_workers=cfg.rollout.workers)
+        longest = max(len(p) for p in self.prompt_ids + self.eval_prompt_ids)
+        self.rollout = RolloutGroup(cfg.rollout.workers, cfg.rollout.backend, dict(
+            model_path=model_path, dtype=cfg.model.dtype, seed=cfg.trainer.seed,
+            max_model_len=longest + max(cfg.rollout.max_new_tokens, (cfg.eval.max_new_tokens or 0) if cfg.eval else 0),
+            kv_cache_gib=cfg.rollout.kv_cache_gib, gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
+            enforce_eager=cfg.rollout.enforce_eager))
+        if checkpoint:
+            self.rollout.load_weights(self.learner.weights.remote())
+        self.log = MetricsLog(self.out, cfg.tensorboard, resume_step=self.start_step)
+        self.resumed_from = checkpoint
+
+
+def encode_prompts(rows: list[dict], tokenizer: Any, cfg: GRPOConfig, source: str) -> list[list[int]]:
+    """Render (chat template for messages) and tokenize every prompt; too-long prompts are an error."""
+    texts = [render_prompt(r["prompt"], tokenizer, cfg.data.system_prompt) for r in rows]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    for i, p in enumerate(ids, start=1):
+        if len(p) > cfg.data.max_prompt_tokens:
+            raise DataError(f"{source}: row {i} prompt is {len(p)} tokens > data.max_prompt_tokens={cfg.data.max_prompt_tokens}")
+    return ids
+
+
+def train(cfg: GRPOConfig, inputs: Inputs) -> None:
+    import ray
+
+    from rl.tracking import plot_curves, text_curve
+
+    run = Run(cfg, inputs)
+    console = _console()
+    if run.resumed_from:
+        console.print(f"resuming from {run.resumed_from} (step {run.start_step})")
+    elif cfg.eval:
+        run.log.log({"step": 0, **evaluate(run)})
+        console.print(f"step 0: held-out accuracy {run.log.records[-1]['eval_accuracy']:.3f}")
+    with _progress(console) as progress:
+        task = progress.add_task("GRPO", total=cfg.trainer.max_steps, completed=run.start_step)
+        for step in range(run.start_step + 1, cfg.trainer.max_steps + 1):
+            record = grpo_step(run, step)
+            if cfg.eval and (step == cfg.trainer.max_steps or (cfg.eval.every and step % cfg.eval.every == 0)):
+                record.update(evaluate(run))
+            run.log.log(record)
+            if step % cfg.trainer.save_every == 0 or step == cfg.trainer.max_steps:
+                save(run, step)
+            progress.update(task, advance=1, description=f"GRPO reward {record['reward_mean']:.3f}")
+            console.print(_step_line(record))
+    run.log.close()
+    plot_curves(run.log.records, run.out / "curves.png")
+    console.print("reward per step:\n" + text_curve(run.log.records))
+    _print_eval_summary(console, run.log.records)
+    ray.shutdown()
+
+
+def grpo_step(run: Run, step: int) -> dict[str, float]:
+    """rollout → reward → advantage → update → sync; returns this step's metrics."""
+    import ray
+    import torch
+
+    from rl.algos import ADVANTAGES
+    from rl.learner import TrainBatch
+    from rl.rollout import SamplingSpec
+
+    cfg, n = run.cfg, run.cfg.rollout.n
+    t0 = time.perf_counter()
+    rows_idx = run.stream.take(cfg.data.prompts_per_step)
+    prompts = [run.prompt_ids[i] for i in rows_idx]
+    spec = SamplingSpec(n=n, max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
+                        top_p=cfg.rollout.top_p)
+    groups = run.rollout.generate(prompts, spec)
+    completions = [c for group in groups for c in group]
+    t1 = time.perf_counter()
+    rewards, reward_metrics = score_completions(run, [run.inputs.rows[i] for i in rows_idx for _ in range(n)],
+                                                completions, step)
+    t2 = time.perf_counter()
+    reward_t = torch.tensor(rewards)
+    advantages = ADVANTAGES[cfg.algorithm.advantage](reward_t, n, cfg.algorithm.std_eps)
+    batch = TrainBatch([p for p in prompts for _ in range(n)], [c.token_ids for c in completions],
+                       [c.logprobs for c in completions], advantages.tolist())
+    train_metrics = ray.get(run.learner.train.remote(batch))
+    t3 = time.perf_counter()
+    run.rollout.load_weights(run.learner.weights.remote())
+    t4 = time.perf_counter()
+    lengths = torch.tensor([len(c.token_ids) for c in completions], dtype=torch.float32)
+    group_std = reward_t.view(-1, n).std(dim=1)
+    return {
+        "step": step, "reward_mean": reward_t.mean().item(), "reward_std": reward_t.std().item(),
+        "entropy": train_metrics["entropy"], "kl_ref": train_metrics.get("kl_ref"),
+        "clip_frac": train_metrics["clip_frac"], "ratio_mean": train_metrics["ratio_mean"],
+        "mismatch_kl": train_metrics["mismatch_kl"], "policy_loss": train_metrics["policy_loss"],
+        "grad_norm": train_metrics["grad_norm"], "lr": train_metrics["lr"],
+        "response_len_mean": lengths.mean().item(),
+        "truncated_frac": sum(c.finish_reason == "length" for c in completions) / len(completions),
+        "zero_adv_group_frac": (group_std == 0).float().mean().item(),
+        "rollout_tokens_per_s": lengths.sum().item() / (t1 - t0),
+        "train_tokens_per_s": (batch.num_completion_tokens + sum(map(len, batch.prompt_ids)))
+        * cfg.trainer.updates_per_batch / (t3 - t2),
+        "time_step_s": t4 - t0, "time_rollout_s": t1 - t0, "time_reward_s": t2 - t1,
+        "time_train_s": t3 - t2, "time_sync_s": t4 - t3, **reward_metrics,
+    }
+
+
+def score_completions(run: Run, rows: list[dict], completions: list, step: int) -> tuple[list[float], dict]:
+    """Decode and call the rewards with the contract's arguments (prompts, completions, **columns)."""
+    texts = run.tokenizer.batch_decode([c.token_ids for c in completions], skip_special_tokens=True)
+    prompts = [r["prompt"] for r in rows]
+    # TRL convention: chat prompts get chat completions (a one-message list), string prompts get strings.
+    comps = [[{"role": "assistant", "content": t}] if isinstance(p, list) else t for p, t in zip(prompts, texts)]
+    columns = {k: [r.get(k) for r in rows] for k in rows[0] if k != "prompt"}
+    columns.update(completion_ids=[c.token_ids for c in completions], step=step)
+    return run.inputs.rewards(prompts, comps, columns)
+
+
+def evaluate(run: Run) -> dict[str, float]:
+    """Greedy completion of the held-out prompts; accuracy = mean of the first reward (0/1 rewards → accuracy)."""
+    from rl.rollout import SamplingSpec
+
+    cfg = run.cfg
+    spec = SamplingSpec(n=1, max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, temperature=0.0)
+    completions = [g[0] for g in run.rollout.generate(run.eval_prompt_ids, spec)]
+    _, metrics = score_completions(run, run.inputs.eval_rows, completions, step=-1)
+    return {"eval_accuracy": metrics[f"reward/{run.inputs.primary_reward}/mean"],
+            "eval_response_len_mean": sum(len(c.token_ids) for c in completions) / len(completions)}
+
+
+def save(run: Run, step: int) -> None:
+    import ray
+
+    from rl.checkpoint import save_checkpoint
+
+    save_checkpoint(run.out, step, lambda d: ray.get(run.learner.save.remote(d)),
+                    {"data": run.stream.state_dict()}, keep_last=run.cfg.trainer.keep_last)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _progress(console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console, transient=False)
+
+
+def _step_line(r: dict) -> str:
+    line = (f"step {r['step']}: reward {r['reward_mean']:.3f}±{r['reward_std']:.3f} entropy {r['entropy']:.3f} "
+            f"len {r['response_len_mean']:.1f} clip {r['clip_frac']:.3f} {r['time_step_s']:.1f}s "
+            f"(rollout {r['time_rollout_s']:.1f} train {r['time_train_s']:.1f} sync {r['time_sync_s']:.2f})")
+    return line + (f" eval_acc {r['eval_accuracy']:.3f}" if "eval_accuracy" in r else "")
+
+
+def _print_eval_summary(console, records: list[dict]) -> None:
+    evals = [(r["step"], r["eval_accuracy"]) for r in records if r.get("eval_accuracy") is not None]
+    if len(evals) >= 2:
+        console.print(f"held-out accuracy: {evals[0][1]:.3f} (step {evals[0][0]}) → {evals[-1][1]:.3f} (step {evals[-1][0]})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""A causal LM as the learner sees it: logits only at completion positions, merged weights, HF checkpoints.
+
+Works for full fine-tuning and for LoRA (peft). Logits are computed by the decoder trunk + the output
+embedding at the gathered completion positions only, so prompt positions never pay for the [*, V] projection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from rl.config import ModelConfig
+
+
+class Policy:
+    """Wraps an HF causal LM (optionally a peft LoRA model)."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, is_lora: bool):
+        self.model, self.tokenizer, self.is_lora = model, tokenizer, is_lora
+        base = model.get_base_model() if is_lora else model
+        self._trunk = base.get_decoder()
+        self._head = base.get_output_embeddings()
+
+    def completion_logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor
+    ) -> torch.Tensor:
+        """input_ids, attention_mask: [N, S]; positions: [N, T] indices into S → logits [N, T, V]."""
+        hidden = self._trunk(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        picked = hidden.gather(1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
+        return self._head(picked)
+
+    def merged_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """(HF name, tensor) for every weight of the plain model; LoRA deltas are added functionally
+        (W + B·A·scale), never merged in place, so bf16 merge/unmerge drift cannot creep into the base."""
+        if not self.is_lora:
+            yield from self.model.named_parameters()
+            return
+        from peft.tuners.lora import LoraLayer
+
+        base = self.model.get_base_model()
+        modules = dict(base.named_modules())
+        for name, param in base.named_parameters():
+            if ".lora_" in name:
+                continue
+            if name.endswith(".base_layer.weight"):
+                owner = modules[name[: -len(".base_layer.weight")]]
+                assert isinstance(owner, LoraLayer)
+                delta = sum(owner.get_delta_weight(a) for a in owner.active_adapters)
+                yield name.replace(".base_layer.", "."), param + delta
+            else:
+                yield name.replace(".base_layer.", "."), param
+
+    @torch.no_grad()
+    def save_pretrained(self, path: Path) -> None:
+        """An HF directory loadable by `AutoModelForCausalLM` and servable by vLLM (merged for LoRA);
+        for LoRA the adapter also goes to `path/adapter` (what resuming loads)."""
+        path.mkdir(parents=True, exist_ok=True)
+        if self.is_lora:
+            self.model.save_pretrained(path / "adapter")
+            base = self.model.get_base_model()
+            base.save_pretrained(path, state_dict={n: t.detach().clone() for n, t in self.merged_weights()})
+        else:
+            self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+
+def load_policy(model_path: str, cfg: ModelConfig, device: torch.device, resume_from: str | None) -> Policy:
+    """float32 master weights from `model_path` (or the checkpoint `resume_from`), LoRA-wrapped if configured."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    weights_from = resume_from if (resume_from and cfg.lora is None) else model_path
+    model = AutoModelForCausalLM.from_pretrained(weights_from, dtype=torch.float32).to(device)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    if cfg.lora is None:
+        return Policy(model, tokenizer, is_lora=False)
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if resume_from:
+        model = PeftModel.from_pretrained(model, str(Path(resume_from) / "adapter"), is_trainable=True)
+    else:
+        lora = cfg.lora
+        model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                                 target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+    return Policy(model, tokenizer, is_lora=True)
+
+
+def load_reference(model_path: str, dtype: torch.dtype, device: torch.device) -> Policy:
+    """The frozen reference policy (the starting model), in the compute dtype, no gradients."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device).eval()
+    model.requires_grad_(False)
+    return Policy(model, tokenizer=None, is_lora=False)

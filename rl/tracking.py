@@ -1,0 +1,86 @@
+"""Run output: one JSON object per step in `metrics.jsonl`, TensorBoard events, `curves.png`, a text curve."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+class MetricsLog:
+    """Appends step metrics to `output_dir/metrics.jsonl` (and TensorBoard under `output_dir/tb`)."""
+
+    def __init__(self, output_dir: Path, tensorboard: bool = True, resume_step: int = 0):
+        self.path = output_dir / "metrics.jsonl"
+        self.records = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
+        # Steps after the checkpoint we resume from were lost with the run: drop them so the file stays a curve.
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(output_dir / "tb"), purge_step=resume_step + 1)
+
+    def log(self, record: dict[str, Any]) -> None:
+        clean = {k: _json_safe(v) for k, v in record.items()}
+        self.records.append(clean)
+        with self.path.open("a") as f:
+            f.write(json.dumps(clean) + "\n")
+        if self.writer is not None:
+            for key, value in clean.items():
+                if key != "step" and isinstance(value, int | float):
+                    self.writer.add_scalar(key, value, clean["step"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_curves(records: list[dict[str, Any]], path: Path) -> None:
+    """Reward (and held-out accuracy, when evaluated) and entropy vs step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_r, ax_h) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, label in (("reward_mean", "train reward"), ("eval_accuracy", "held-out accuracy")):
+        points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+        if points:
+            ax_r.plot(*zip(*points), marker="o" if key.startswith("eval") else None, label=label)
+    ax_r.set_xlabel("step")
+    ax_r.set_title("reward")
+    ax_r.legend()
+    points = [(r["step"], r["entropy"]) for r in records if r.get("entropy") is not None]
+    if points:
+        ax_h.plot(*zip(*points), color="tab:orange")
+    ax_h.set_xlabel("step")
+    ax_h.set_title("token entropy (nats)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def text_curve(records: list[dict[str, Any]], key: str = "reward_mean", width: int = 40) -> str:
+    """A terminal-friendly curve: one line per step (at most 30 lines) with a bar proportional to `key`."""
+    points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+    if not points:
+        return ""
+    stride = max(1, math.ceil(len(points) / 30))
+    shown = points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])
+    top = max(abs(v) for _, v in points) or 1.0
+    return "\n".join(f"step {s:>5}  {v:7.3f}  {'█' * round(width * max(v, 0) / top)}" for s, v in shown)
