@@ -226,7 +226,8 @@ def save(run: Run, step: int) -> None:
 def _console():
     from rich.console import Console
 
-    return Console(highlight=False)
+    # soft_wrap: one line per step even when stdout is a pipe (CI logs), where the width defaults to 80.
+    return Console(highlight=False, soft_wrap=True)
 
 
 def _progress(console):
