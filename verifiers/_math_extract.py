@@ -1,0 +1,258 @@
+"""Answer extraction, input bounds and light LaTeX normalization for `verifiers.math`.
+
+Pure string code (no sympy): everything here runs in the caller's process and is linear in the input
+length, so it is safe on hostile completions. The grading policy it implements is in verifiers/README.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+RULES = ("boxed", "gsm8k", "answer_is", "last_number")
+
+
+class NoAnswer(Exception):
+    """Nothing to grade was found (status `no_answer`)."""
+
+
+class Hedged(Exception):
+    """Several different final answers were given (graded wrong: status `ok`, score 0)."""
+
+
+class BadInput(Exception):
+    """The answer is too long, too deep, unbalanced or binary (status `parse_error`)."""
+
+
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+_GSM8K_RE = re.compile(r"####[ \t]*([^\n]*)")
+_ANSWER_IS_RE = re.compile(r"(?:final\s+answer|answer)\s*(?:\*\*)?\s*(?:is\b|:|=)\s*:?", re.IGNORECASE)
+_LAST_NUMBER_RE = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
+_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd\ud800-\udfff]")
+
+
+def matching_brace(text: str, start: int) -> int:
+    """Index of the `}` closing the `{` at `start` (escaped `\\{ \\}` skipped), or -1 if it never closes."""
+    depth = 0
+    i = start
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def boxed_contents(text: str) -> list[str]:
+    """Contents of every top-level `\\boxed{...}` / `\\fbox{...}` in order; raises BadInput if one never closes."""
+    out = []
+    pos = 0
+    while (m := _BOX_RE.search(text, pos)) is not None:
+        i = m.end()
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        if i < len(text) and text[i] == "{":
+            end = matching_brace(text, i)
+            if end < 0:
+                raise BadInput("unbalanced braces: \\boxed{ never closes")
+            out.append(text[i + 1 : end])
+            pos = end + 1
+        else:  # `\boxed 42`: one whitespace-delimited token
+            token = re.match(r"[^\s$]*", text[i:]).group(0)
+            out.append(token)
+            pos = i + len(token)
+    return [_unwrap_boxes(c).strip() for c in out]
+
+
+def _unwrap_boxes(s: str) -> str:
+    """`\\boxed{\\boxed{5}}` → `5`: a box that is the whole content is unwrapped."""
+    while True:
+        t = s.strip()
+        m = _BOX_RE.match(t)
+        if not m or not t.endswith("}"):
+            return s
+        start = t.find("{", m.end())
+        if start < 0 or t[m.end() : start].strip() or matching_brace(t, start) != len(t) - 1:
+            return s
+        s = t[start + 1 : -1]
+
+
+def squash(s: str) -> str:
+    """Whitespace-free form used to compare two answers as text."""
+    return re.sub(r"\s+", "", s).rstrip(".")
+
+
+def _rule_boxed(text: str) -> str | None:
+    boxes = boxed_contents(text)
+    if not boxes:
+        return None
+    distinct = {squash(b) for b in boxes}
+    if len(distinct) > 1:
+        raise Hedged(f"{len(distinct)} different boxed answers (hedging is graded wrong)")
+    if not boxes[-1]:
+        raise NoAnswer("empty \\boxed{}")
+    return boxes[-1]
+
+
+def _rule_gsm8k(text: str) -> str | None:
+    matches = _GSM8K_RE.findall(text)
+    if not matches:
+        return None
+    return matches[-1].strip().rstrip(".").strip("$ ")
+
+
+def _delimited(rest: str) -> str | None:
+    """The math at the start of `rest` when it opens with `$$`, `$`, `\\(` or `\\[`."""
+    for open_, close in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if rest.startswith(open_):
+            end = rest.find(close, len(open_))
+            return rest[len(open_) : end] if end >= 0 else rest[len(open_) :]
+    return None
+
+
+def _rule_answer_is(text: str) -> str | None:
+    last = None
+    for m in _ANSWER_IS_RE.finditer(text):
+        last = m
+    if last is None:
+        return None
+    rest = text[last.end() :].lstrip(" \t*")
+    math = _delimited(rest)
+    if math is None:
+        line = rest.split("\n", 1)[0]
+        math = re.split(r"\.(?:\s|$)", line, maxsplit=1)[0]
+    boxes = boxed_contents(math)
+    answer = boxes[-1] if boxes else math
+    return answer.strip().strip("*").strip().rstrip(".").strip()
+
+
+def _rule_last_number(text: str) -> str | None:
+    numbers = _LAST_NUMBER_RE.findall(text)
+    return numbers[-1].replace(",", "") if numbers else None
+
+
+_RULE_FUNCS = {
+    "boxed": _rule_boxed,
+    "gsm8k": _rule_gsm8k,
+    "answer_is": _rule_answer_is,
+    "last_number": _rule_last_number,
+}
+
+
+def check_rules(rules: Sequence[str]) -> tuple[str, ...]:
+    """Validate the `extract=` option (a non-empty sequence of rule names)."""
+    if isinstance(rules, str):
+        rules = (rules,)
+    rules = tuple(rules)
+    unknown = [r for r in rules if r not in _RULE_FUNCS]
+    if not rules or unknown:
+        raise ValueError(f"extract={rules!r}: each rule must be one of {RULES}; e.g. extract=('boxed', 'gsm8k')")
+    return rules
+
+
+def extract_answer(completion: str, rules: tuple[str, ...]) -> str:
+    """The answer text a completion commits to, by the first rule (in order) that finds one.
+
+    Only the text after the last `</think>` is read; an unclosed `<think>` means the model never answered.
+    Raises NoAnswer, Hedged or BadInput.
+    """
+    if "</think>" in completion:
+        completion = completion.rsplit("</think>", 1)[1]
+    elif "<think>" in completion:
+        raise NoAnswer("unfinished <think> block (no </think>)")
+    for rule in rules:
+        answer = _RULE_FUNCS[rule](completion)
+        if answer is not None:
+            if not answer.strip():
+                raise NoAnswer(f"empty answer ({rule})")
+            return answer.strip()
+    raise NoAnswer(f"no answer found by extract={rules}")
+
+
+def check_bounds(answer: str, max_chars: int, max_depth: int, what: str = "answer") -> None:
+    """Raise BadInput unless `answer` is short, shallow, brace-balanced text (checked before any sympy)."""
+    if len(answer) > max_chars:
+        raise BadInput(f"{what} is {len(answer)} chars (max_answer_chars={max_chars})")
+    if _CONTROL_RE.search(answer):
+        raise BadInput(f"{what} contains control or binary characters")
+    depth = max_seen = 0
+    braces = 0
+    for c in answer:
+        if c in "{([":
+            depth += 1
+            max_seen = max(max_seen, depth)
+        elif c in "})]":
+            depth -= 1
+        if c == "{":
+            braces += 1
+        elif c == "}":
+            braces -= 1
+            if braces < 0:
+                break
+    if braces != 0:
+        raise BadInput(f"{what} has unbalanced braces")
+    if max_seen > max_depth:
+        raise BadInput(f"{what} nests {max_seen} deep (max_depth={max_depth})")
+
+
+_UNICODE = {
+    "\u2212": "-", "\u2013": "-", "\u00d7": "\\times ", "\u22c5": "\\cdot ", "\u00b7": "\\cdot ",
+    "\u00f7": "\\div ", "\u03c0": "\\pi ", "\u221e": "\\infty ", "\u2264": "\\le ", "\u2265": "\\ge ",
+    "\u00b0": "^\\circ", "\u221a": "\\sqrt",
+}
+_DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+_SPACING_RE = re.compile(r"\\[,;:! ]|~|\\(?:displaystyle|textstyle|left|right)(?![A-Za-z])")
+
+
+def _strip_delims(s: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        s = s.strip()
+        for open_, close in _DELIMS:
+            if len(s) >= len(open_) + len(close) and s.startswith(open_) and s.endswith(close):
+                s = s[len(open_) : -len(close)]
+                changed = True
+                break
+    return s
+
+
+def _sqrt_parens(s: str) -> str:
+    """`\\sqrt(2)` → `\\sqrt{2}` (math-verify drops the argument and reads `4\\sqrt(2)` as 4)."""
+    out = []
+    pos = 0
+    for m in re.finditer(r"\\sqrt\s*\(", s):
+        if m.start() < pos:
+            continue
+        depth, j = 0, m.end() - 1
+        while j < len(s):
+            depth += {"(": 1, ")": -1}.get(s[j], 0)
+            if depth == 0:
+                break
+            j += 1
+        if j == len(s):
+            break
+        out.append(s[pos : m.start()] + "\\sqrt{" + s[m.end() : j] + "}")
+        pos = j + 1
+    return "".join(out) + s[pos:]
+
+
+def normalize(s: str) -> str:
+    """Light, meaning-preserving LaTeX clean-up shared by every comparison path."""
+    for k, v in _UNICODE.items():
+        s = s.replace(k, v)
+    s = _strip_delims(s)
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = _SPACING_RE.sub(" ", s)
+    s = _sqrt_parens(s)
+    s = re.sub(r"\\sqrt\s*(\d)", r"\\sqrt{\1}", s)
+    s = re.sub(r"\s+", " ", s).strip()
+    return s.rstrip(".").strip()
