@@ -94,12 +94,13 @@ def _rule_boxed(text: str) -> str | None:
     boxes = boxed_contents(text)
     if not boxes:
         return None
-    distinct = {squash(b) for b in boxes}
+    filled = [b for b in boxes if squash(b)]  # an empty box (e.g. the prompt's instruction echoed) says nothing
+    if not filled:
+        raise NoAnswer("empty \\boxed{}")
+    distinct = {squash(b) for b in filled}
     if len(distinct) > 1:
         raise Hedged(f"{len(distinct)} different boxed answers (hedging is graded wrong)")
-    if not boxes[-1]:
-        raise NoAnswer("empty \\boxed{}")
-    return boxes[-1]
+    return filled[-1]
 
 
 def _rule_gsm8k(text: str) -> str | None:
@@ -254,5 +255,6 @@ def normalize(s: str) -> str:
     s = _SPACING_RE.sub(" ", s)
     s = _sqrt_parens(s)
     s = re.sub(r"\\sqrt\s*(\d)", r"\\sqrt{\1}", s)
+    s = re.sub(r"\\frac\s*(\d)\s*(\d)(?!\d)", r"\\frac{\1}{\2}", s)  # TeX: \frac34 is \frac{3}{4}
     s = re.sub(r"\s+", " ", s).strip()
     return s.rstrip(".").strip()

@@ -37,10 +37,20 @@ _local = threading.local()
 
 
 def mpctx() -> MPContext:
+    """This thread's mpmath context at DPS digits (mpmath's global `mp` is shared by all threads)."""
     ctx = getattr(_local, "ctx", None)
     if ctx is None:
         ctx = _local.ctx = MPContext()
         ctx.dps = DPS
+    return ctx
+
+
+def _wide_ctx(bits: int) -> MPContext:
+    """This thread's second context, at `bits` of precision, for re-checking near-equal values."""
+    ctx = getattr(_local, "wide", None)
+    if ctx is None:
+        ctx = _local.wide = MPContext()
+    ctx.prec = bits
     return ctx
 
 
@@ -54,11 +64,9 @@ class Num:
     percent: bool = False  # written with a trailing `\%`
     var: str | None = None  # `x` in `x = 5`
     literal: bool = False  # a plain number: digits, sign, separators, decimal point, scientific notation
-
-
-def from_fraction(f: Fraction) -> Num:
-    ctx = mpctx()
-    return Num(f, ctx.mpf(f.numerator) / f.denominator)
+    source: str | None = None  # the text it was evaluated from, to re-evaluate at a higher precision
+    exact_bits: int = 0  # the largest exact intermediate (bits): tiny terms like 1/2004! hide below DPS
+    scale: int = 1  # 100 for the "p" reading of `p\%`
 
 
 _UNIT_TEXT_RE = re.compile(
@@ -135,8 +143,8 @@ def tokenize(s: str) -> tuple[list[str], bool]:
 class _Evaluator:
     """Recursive descent over tokens; each method returns a (Fraction | None, mpf) pair."""
 
-    def __init__(self, tokens: list[str]):
-        self.tokens, self.i, self.work, self.ctx = tokens, 0, 0, mpctx()
+    def __init__(self, tokens: list[str], ctx: MPContext):
+        self.tokens, self.i, self.work, self.ctx, self.exact_bits = tokens, 0, 0, ctx, 0
 
     def peek(self) -> str | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -153,6 +161,7 @@ class _Evaluator:
         if exact is not None:
             bits = exact.numerator.bit_length() + exact.denominator.bit_length()
             self.work += bits
+            self.exact_bits = max(self.exact_bits, bits)
             if bits > 2 * MAX_BITS or self.work > WORK_BITS:
                 raise TooLarge("exact value too large")
             approx = ctx.mpf(exact.numerator) / exact.denominator
@@ -346,17 +355,18 @@ def _exact_root(b: Fraction, k: int) -> Fraction | None:
     return Fraction(num, den) if num is not None and den is not None else None
 
 
-def evaluate(s: str) -> Num:
-    """Evaluate a normalized answer; raises NotNumeric or TooLarge."""
+def evaluate(s: str, ctx: MPContext | None = None) -> Num:
+    """Evaluate a normalized answer (in `ctx`, default: DPS digits); raises NotNumeric or TooLarge."""
     core, percent, var = split_core(s)
     tokens, decimal = tokenize(core)
     if not tokens:
         raise NotNumeric("empty")
-    exact, approx = _Evaluator(tokens).run()
+    evaluator = _Evaluator(tokens, ctx or mpctx())
+    exact, approx = evaluator.run()
     if percent:
         exact, approx = (exact / 100 if exact is not None else None), approx / 100
     literal = _LITERAL_RE.fullmatch(core.replace(" ", "")) is not None
-    return Num(exact, approx, decimal, percent, var, literal)
+    return Num(exact, approx, decimal, percent, var, literal, s, evaluator.exact_bits)
 
 
 def _terminates(f: Fraction) -> bool:
@@ -367,18 +377,35 @@ def _terminates(f: Fraction) -> bool:
     return d == 1
 
 
-def close(x, y, rel_tol) -> bool:
-    """|x - y| <= rel_tol * max(|x|, |y|), or both within ABS_FLOOR of each other."""
-    ctx = mpctx()
+def close(x, y, rel_tol, ctx: MPContext | None = None, abs_floor=ABS_FLOOR) -> bool:
+    """|x - y| <= rel_tol * max(|x|, |y|), or both within abs_floor of each other."""
+    ctx = ctx or mpctx()
     diff = abs(x - y)
-    return bool(diff <= ctx.mpf(rel_tol) * max(abs(x), abs(y)) or diff <= ctx.mpf(ABS_FLOOR))
+    return bool(diff <= ctx.mpf(rel_tol) * max(abs(x), abs(y)) or diff <= ctx.mpf(abs_floor))
+
+
+def _close_when_widened(a: Num, b: Num) -> bool:
+    r"""Re-check two values that agree to DPS digits at a precision that sees every exact term in them.
+
+    `\sqrt2 + 1/2006!` and `\sqrt2 + 1/2004!` agree to 5,700 digits; their largest exact intermediate
+    (2006!, ~19k bits) says how far down a difference can hide. Bounded by MAX_BITS.
+    """
+    bits = max(a.exact_bits, b.exact_bits)
+    if bits <= 150 or a.source is None or b.source is None:
+        return True  # nothing exact was large enough to hide below DPS digits
+    ctx = _wide_ctx(bits + 256)
+    try:
+        x, y = evaluate(a.source, ctx).approx * a.scale, evaluate(b.source, ctx).approx * b.scale
+    except (NotNumeric, TooLarge):
+        return True
+    return close(x, y, ctx.mpf(2) ** (-bits - 128), ctx, abs_floor=0)
 
 
 def _candidates(n: Num) -> list[Num]:
     """`p\\%` stands for p/100 and for p (the number the question asked for)."""
     if not n.percent:
         return [n]
-    scaled = replace(n, exact=n.exact * 100 if n.exact is not None else None, approx=n.approx * 100)
+    scaled = replace(n, exact=n.exact * 100 if n.exact is not None else None, approx=n.approx * 100, scale=100)
     return [n, scaled]
 
 
@@ -388,7 +415,9 @@ def _match_one(a: Num, b: Num, rel_tol: float) -> bool:
             return True
         approximates = (a.decimal and not _terminates(b.exact)) or (b.decimal and not _terminates(a.exact))
         return approximates and close(a.approx, b.approx, rel_tol)
-    return close(a.approx, b.approx, rel_tol if (a.decimal or b.decimal) else EXACT_REL_TOL)
+    if a.decimal or b.decimal:
+        return close(a.approx, b.approx, rel_tol)
+    return close(a.approx, b.approx, EXACT_REL_TOL) and _close_when_widened(a, b)
 
 
 def numbers_match(a: Num, b: Num, rel_tol: float) -> bool:

@@ -170,7 +170,8 @@ def _prepare(completion, reference, question, opts: _Options) -> Verdict | _Job:
         num = None
     except TooLarge as e:
         return Verdict(0.0, "parse_error", raw, f"answer: {e}")
-    if ref.num is not None and ref.num.literal and not ref.num.decimal and not (num and num.literal):
+    integer_ref = ref.num is not None and ref.num.literal and not (ref.num.decimal or ref.num.percent)
+    if integer_ref and not (num and num.literal):
         return Verdict(0.0, "ok", raw, "the reference is an integer: the answer must be written as a number")
     if num is not None and ref.num is not None:
         same = numbers_match(num, ref.num, opts.rel_tol)
