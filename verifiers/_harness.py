@@ -150,11 +150,27 @@ def _close_fds_except(keep) -> None:
     os.closerange(low, 1 << 20)
 
 
-def _kill_strays(spare=()) -> None:
-    """Kill every other process in the sandbox (same uid: allowed) except init, us and `spare`."""
-    mine = {1, os.getpid(), *spare}
+OWN_PID_NAMESPACE = False  # set in main() only after checking that init is the sandbox's own bwrap
+
+
+def _in_own_pid_namespace() -> bool:
+    """True only inside a bubblewrap sandbox, where every process but init belongs to this run."""
+    try:
+        with open("/proc/1/comm") as f:
+            return f.read().strip() == "bwrap" and os.getpid() < 100
+    except OSError:
+        return False
+
+
+def _kill_strays() -> None:
+    """Inside the sandbox only: kill every other process (same uid: allowed) except init and us.
+
+    Unsandboxed, /proc lists the whole machine, so this must never run there: callers kill process groups.
+    """
+    if not OWN_PID_NAMESPACE:
+        return
     for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) not in mine:
+        if name.isdigit() and int(name) not in (1, os.getpid()):
             try:
                 os.kill(int(name), signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -516,16 +532,28 @@ def run_call_tests(job: dict, deadline: float) -> list[dict]:
     return results
 
 
-def run_assert_tests(job: dict, control_fd: int, deadline: float) -> tuple[list[dict], dict]:
+class Secret:
+    """The second control frame, read once and only when first needed (see the module docstring)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.value = fd, None
+
+    def get(self) -> dict:
+        if self.value is None:
+            self.value = read_frame(self.fd)
+            os.close(self.fd)
+        return self.value
+
+
+def run_assert_tests(job: dict, secret_frame: Secret, deadline: float) -> list[dict]:
     """Fork the candidate FIRST, then read the secret test code, then run it here against proxies."""
     first_deadline = min(deadline, time.monotonic() + job["timeout"])
     cand, names = _start_candidate(job, first_deadline)
-    secret = read_frame(control_fd)
-    os.close(control_fd)
+    secret = secret_frame.get()
     tests = secret["asserts"] if "asserts" in secret else ["check(candidate)"]
     if type(names) is str:
         cand.kill()
-        return [{"passed": False, "reason": f"candidate failed to load: {names}"} for _ in tests], secret
+        return [{"passed": False, "reason": f"candidate failed to load: {names}"} for _ in tests]
     cand_ref, deadline_ref = [cand], [first_deadline]
     shadowing = set(dir(builtins))  # never let the candidate replace len/abs/... inside the checker
     namespace = {n: Proxy(cand_ref, n, deadline_ref) for n in names if n not in shadowing}
@@ -546,7 +574,7 @@ def run_assert_tests(job: dict, control_fd: int, deadline: float) -> tuple[list[
         deadline_ref[0] = min(deadline, time.monotonic() + job["timeout"])
         results.append(_run_one_assert(test, namespace, cand, deadline_ref[0]))
     cand.kill()
-    return results, secret
+    return results
 
 
 class CheckerError(Exception):
@@ -588,8 +616,10 @@ def main() -> None:
     signal.signal(signal.SIGALRM, _on_alarm)
     write_all(report_fd, pack_frame({"ready": True}))
     job = read_frame(control_fd)
+    global OWN_PID_NAMESPACE
+    OWN_PID_NAMESPACE = job.get("own_pid_namespace") is True and _in_own_pid_namespace()
     deadline = started + job["budget"]
-    secret = None
+    secret = Secret(control_fd)
     try:
         if job["mode"] == "stdio":
             results = []
@@ -602,13 +632,12 @@ def main() -> None:
         elif job["mode"] == "call":
             results = run_call_tests(job, deadline)
         else:
-            results, secret = run_assert_tests(job, control_fd, deadline)
+            results = run_assert_tests(job, secret, deadline)
         report = {"results": results}
     except CheckerError as exc:
         report = {"checker_error": str(exc)}
-    if secret is None:
-        secret = read_frame(control_fd)  # read only now: no candidate process is left to inherit it
-    write_all(report_fd, pack_frame({"nonce": secret["nonce"], **report}))
+    nonce = secret.get()["nonce"]  # stdio/call modes read it only now: no candidate process is left to inherit it
+    write_all(report_fd, pack_frame({"nonce": nonce, **report}))
 
 
 if __name__ == "__main__":

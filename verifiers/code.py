@@ -171,6 +171,7 @@ def _verify_planned(completion, plan, scoring, timeout, limits: Limits, sandbox:
     budget = max(0.5, limits.wall_seconds - 1.5)  # the harness stops in time to report
     job = {"mode": plan["mode"], "code": code, "timeout": float(timeout), "budget": budget}
     job["output_bytes"] = limits.output_bytes
+    job["own_pid_namespace"] = sandbox.own_pid_namespace  # may the harness kill every other process it sees?
     if plan["mode"] == "assert":
         job["setup"] = plan["setup"]
         secret = {"nonce": nonce, **plan["secret"]}

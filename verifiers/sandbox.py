@@ -14,21 +14,19 @@ per process and inherited by its children. The wall-clock limit kills the whole 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-import selectors
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from verifiers._code_sandbox_io import RunResult, start
 
 log = logging.getLogger(__name__)
 
@@ -72,23 +70,11 @@ class Limits:
                 raise ValueError(f"Limits.{field.name} must be > 0, got {value!r}")
 
 
-@dataclass(frozen=True)
-class RunResult:
-    """What came out of one run. `returncode` is None when the run was killed (timeout or output cap)."""
-
-    returncode: int | None
-    stdout: bytes
-    stderr: bytes
-    report: bytes
-    timed_out: bool
-    truncated: bool
-    wall_seconds: float
-
-
 class Sandbox(ABC):
     """Runs argv with `python` (the interpreter programs should use) available inside."""
 
     python: str
+    own_pid_namespace: bool = False  # True if every process the program can see belongs to this run
 
     @abstractmethod
     def run(
@@ -161,6 +147,8 @@ class BubblewrapSandbox(Sandbox):
     the interpreter may live under /root), drops to uid 65534 with `setpriv`, and runs the real, unprivileged
     bwrap inside it.
     """
+
+    own_pid_namespace = True
 
     def __init__(self, python: str | None = None, ro_paths: Sequence[str] = (), bwrap: str = "bwrap") -> None:
         found = shutil.which(bwrap)
@@ -249,14 +237,13 @@ class BubblewrapSandbox(Sandbox):
         try:
             for name, data in files.items():
                 file_fds[name] = _memfd(name, data)
-            return _start(
+            return start(
                 lambda env, info_fd: self._command(argv, limits, file_fds, env, info_fd),
                 limits=limits,
                 stdin=stdin,
                 control=control,
                 report_bytes=report_bytes,
                 extra_fds=list(file_fds.values()),
-                want_info=True,
             )
         finally:
             for fd in file_fds.values():
@@ -289,12 +276,13 @@ class UnsafeLocalSandbox(Sandbox):
                 with open(path, "wb") as f:
                     f.write(data)
                 os.chmod(path, 0o444)
-            return _start(
+            return start(
                 lambda env, _: _prlimit_argv(limits) + list(argv),
                 limits=limits,
                 stdin=stdin,
                 control=control,
                 report_bytes=report_bytes,
+                sandboxed=False,
                 cwd=workdir,
             )
 
@@ -327,195 +315,3 @@ def _check_names(files: Mapping[str, bytes]) -> None:
     for name in files:
         if not name or "/" in name or name in (".", ".."):
             raise ValueError(f"sandbox file name {name!r} must be a plain file name")
-
-
-def _program_env(control_fd: int, report_fd: int, home: str) -> dict[str, str]:
-    return {
-        "PATH": "/usr/bin:/bin",
-        "HOME": home,
-        "LANG": "C.UTF-8",
-        "PYTHONIOENCODING": "utf-8",
-        "SANDBOX_CONTROL_FD": str(control_fd),
-        "SANDBOX_REPORT_FD": str(report_fd),
-    }
-
-
-def _start(build_cmd, *, limits, stdin, control, report_bytes, extra_fds=(), want_info=False, cwd=None):
-    """Create the pipes, start `build_cmd(program_env, info_fd)` in its own session, and supervise it.
-
-    With `cwd` (unsandboxed) the program gets its environment directly; otherwise `build_cmd` passes it on.
-    """
-    parent_fds: list[int] = []
-    child_fds: list[int] = []
-    try:
-        pipes = {}
-        for name in ("stdin", "stdout", "stderr", "control", "report", "info")[: 6 if want_info else 5]:
-            r, w = os.pipe()
-            theirs, ours = (r, w) if name in ("stdin", "control") else (w, r)
-            child_fds.append(theirs)
-            parent_fds.append(ours)
-            pipes[name] = (theirs, ours)
-        env = _program_env(pipes["control"][0], pipes["report"][0], home=cwd or WORKDIR)
-        info_fd = pipes["info"][0] if want_info else None
-        proc = subprocess.Popen(
-            build_cmd(env, info_fd),
-            stdin=pipes["stdin"][0],
-            stdout=pipes["stdout"][0],
-            stderr=pipes["stderr"][0],
-            pass_fds=[*child_fds[3:], *extra_fds],
-            start_new_session=True,
-            cwd=cwd,
-            env=env if cwd is not None else {"PATH": "/usr/bin:/bin"},
-        )
-    except BaseException:
-        for fd in parent_fds:
-            os.close(fd)
-        raise
-    finally:
-        for fd in child_fds:
-            os.close(fd)
-    feeds = {pipes["stdin"][1]: stdin, pipes["control"][1]: control}
-    outputs = {
-        "stdout": (pipes["stdout"][1], limits.output_bytes),
-        "stderr": (pipes["stderr"][1], limits.output_bytes),
-        "report": (pipes["report"][1], report_bytes),
-    }
-    return _supervise(proc, limits, feeds, outputs, pipes["info"][1] if want_info else None)
-
-
-def _supervise(
-    proc, limits, feeds: dict[int, bytes], outputs: dict[str, tuple[int, int]], info_r
-) -> RunResult:
-    """Feed `feeds` (fd -> bytes), collect `outputs` (name -> (fd, cap)) until every pipe closes.
-
-    At the deadline, or when an output exceeds its cap, kill every process of the run.
-    """
-    start = time.monotonic()
-    deadline = start + limits.wall_seconds
-    sel = selectors.DefaultSelector()
-    pending = {fd: memoryview(data) for fd, data in feeds.items()}
-    for fd in pending:
-        os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_WRITE)
-    caps = {fd: cap for fd, cap in outputs.values()}
-    if info_r is not None:
-        caps[info_r] = 4096
-    chunks: dict[int, list[bytes]] = {fd: [] for fd in caps}
-    sizes = dict.fromkeys(caps, 0)
-    for fd in caps:
-        sel.register(fd, selectors.EVENT_READ)
-    timed_out = truncated = False
-    killed_at = None
-    try:
-        while sel.get_map():
-            now = time.monotonic()
-            if killed_at is None and now >= deadline:
-                timed_out, killed_at = True, _kill(proc, chunks.get(info_r))
-            if killed_at is not None and now > killed_at + 2.0:
-                break  # a process that escaped the run (only possible unsandboxed) still holds a pipe
-            wait = (deadline if killed_at is None else killed_at + 2.0) - now
-            for key, _ in sel.select(timeout=max(0.0, wait)):
-                if key.fd in pending:
-                    _write_some(sel, pending, key.fd)
-                    continue
-                data = _read_some(key.fd)
-                if data is None:
-                    continue
-                if not data:
-                    sel.unregister(key.fd)
-                    continue
-                room = caps[key.fd] - sizes[key.fd]
-                sizes[key.fd] += len(data)
-                chunks[key.fd].append(data[: max(0, room)])
-                if sizes[key.fd] > caps[key.fd] and killed_at is None and key.fd != info_r:
-                    truncated, killed_at = True, _kill(proc, chunks.get(info_r))
-        if killed_at is None:
-            try:
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                timed_out, killed_at = True, _kill(proc, chunks.get(info_r))
-    finally:
-        sel.close()
-        for fd in [*pending, *caps]:
-            _close_quietly(fd)
-        if killed_at is None and proc.poll() is None:
-            killed_at = _kill(proc, chunks.get(info_r))
-        proc.wait()
-    return RunResult(
-        returncode=None if killed_at is not None else proc.returncode,
-        stdout=b"".join(chunks[outputs["stdout"][0]]),
-        stderr=b"".join(chunks[outputs["stderr"][0]]),
-        report=b"".join(chunks[outputs["report"][0]]),
-        timed_out=timed_out,
-        truncated=truncated,
-        wall_seconds=time.monotonic() - start,
-    )
-
-
-def _write_some(sel, pending: dict[int, memoryview], fd: int) -> None:
-    view = pending[fd]
-    try:
-        view = view[os.write(fd, view[: 1 << 16]) :]
-    except BlockingIOError:
-        return
-    except OSError:  # the program closed its end: it does not want the rest
-        view = view[:0]
-    pending[fd] = view
-    if not view:
-        sel.unregister(fd)
-        del pending[fd]
-        os.close(fd)
-
-
-def _read_some(fd: int) -> bytes | None:
-    """Up to 64 KiB; b"" at end of file; None if nothing was ready after all."""
-    try:
-        return os.read(fd, 1 << 16)
-    except BlockingIOError:
-        return None
-    except OSError:
-        return b""
-
-
-def _child_pid(info_chunks) -> int | None:
-    """The sandbox's init process (host pid), from bwrap's --info-fd JSON."""
-    try:
-        return int(json.loads(b"".join(info_chunks or []))["child-pid"])
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def _kill(proc: subprocess.Popen, info_chunks) -> float:
-    """Kill the sandbox's init (the kernel then kills every process of its PID namespace), then bwrap itself."""
-    pid = _child_pid(info_chunks)
-    if pid is not None and proc.poll() is None:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=2.0)  # bwrap exits once its init has been reaped, i.e. the namespace is empty
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return time.monotonic()
-
-
-def _wait(proc: subprocess.Popen, killed_at) -> int | None:
-    try:
-        return proc.wait(timeout=None if killed_at is not None else 5.0)
-    except subprocess.TimeoutExpired:
-        _kill(proc, None)
-        return proc.wait()
-
-
-def _close_quietly(fd) -> None:
-    if fd is None:
-        return
-    try:
-        os.close(fd)
-    except OSError:
-        pass
