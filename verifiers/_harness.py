@@ -1,4 +1,4 @@
-"""The trusted test runner that runs INSIDE the sandbox (standalone: stdlib only, imports nothing of ours).
+"""The trusted test runner that runs INSIDE the sandbox (stdlib only, plus `_harness_io` shipped next to it).
 
 Host -> harness, on SANDBOX_CONTROL_FD: two length-prefixed JSON frames. The first ("job": the candidate code
 and the test inputs) is read at start; the second ("secret": the per-run nonce and, for assert tests, the test
@@ -20,7 +20,6 @@ Candidate code never runs in this process. Modes:
 from __future__ import annotations
 
 import builtins
-import io
 import json
 import os
 import select
@@ -29,107 +28,15 @@ import sys
 import time
 import traceback
 
-FRAME_LIMIT = 1 << 30
+try:
+    from verifiers import _harness_io as hio
+except ImportError:  # in the sandbox, run as a script: the host ships _harness_io.py next to this file
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _harness_io as hio
+
+    del sys.path[0]  # never import from the writable working directory again
+
 STDERR_TAIL = 2000
-MAX_DEPTH = 200
-
-
-# ---------------------------------------------------------------- framing and the value codec (host uses too)
-def pack_frame(obj) -> bytes:
-    data = json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")
-    return len(data).to_bytes(8, "big") + data
-
-
-def unpack_frames(data: bytes) -> list:
-    """All complete frames in `data` (a truncated last frame is dropped)."""
-    frames, pos = [], 0
-    while pos + 8 <= len(data):
-        size = int.from_bytes(data[pos : pos + 8], "big")
-        if pos + 8 + size > len(data):
-            break
-        frames.append(json.loads(data[pos + 8 : pos + 8 + size].decode("utf-8", "surrogatepass")))
-        pos += 8 + size
-    return frames
-
-
-def encode(x, depth: int = 0):
-    """A Python value as JSON data: plain types only, tagged where JSON has no type of its own."""
-    if depth > MAX_DEPTH:
-        raise ValueError("value nested too deeply")
-    if x is None or type(x) in (bool, str):
-        return x
-    if isinstance(x, bool):
-        return bool(x)
-    if isinstance(x, int):
-        return int.__index__(x)
-    if isinstance(x, float):
-        return float.__float__(x)
-    if isinstance(x, str):
-        return str.__str__(x)
-    if isinstance(x, list):
-        return [encode(v, depth + 1) for v in list.__iter__(x)]
-    if isinstance(x, tuple):
-        return {"tuple": [encode(v, depth + 1) for v in tuple.__iter__(x)]}
-    if isinstance(x, dict):
-        return {"dict": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in dict.items(x)]}
-    if isinstance(x, (set, frozenset)):
-        tag = "set" if isinstance(x, set) else "frozenset"
-        return {
-            tag: [encode(v, depth + 1) for v in (set.__iter__(x) if tag == "set" else frozenset.__iter__(x))]
-        }
-    if isinstance(x, (bytes, bytearray)):
-        return {"bytes": bytes(x).hex()}
-    if isinstance(x, complex):
-        return {"complex": [complex.__getattribute__(x, "real"), complex.__getattribute__(x, "imag")]}
-    raise TypeError(f"cannot pass a value of type {type(x).__name__!r} between candidate and checker")
-
-
-def decode(j, depth: int = 0):
-    """Inverse of `encode`, accepting only the shapes `encode` produces."""
-    if depth > MAX_DEPTH:
-        raise ValueError("value nested too deeply")
-    if j is None or type(j) in (bool, int, float, str):
-        return j
-    if type(j) is list:
-        return [decode(v, depth + 1) for v in j]
-    if type(j) is dict and len(j) == 1:
-        ((tag, body),) = j.items()
-        if tag == "tuple" and type(body) is list:
-            return tuple(decode(v, depth + 1) for v in body)
-        if tag == "dict" and type(body) is list and all(type(p) is list and len(p) == 2 for p in body):
-            return {decode(k, depth + 1): decode(v, depth + 1) for k, v in body}
-        if tag in ("set", "frozenset") and type(body) is list:
-            items = [decode(v, depth + 1) for v in body]
-            return set(items) if tag == "set" else frozenset(items)
-        if tag == "bytes" and type(body) is str:
-            return bytes.fromhex(body)
-        if tag == "complex" and type(body) is list and len(body) == 2:
-            return complex(float(body[0]), float(body[1]))
-    raise ValueError(f"malformed value {str(j)[:80]!r}")
-
-
-# ---------------------------------------------------------------- low-level process plumbing
-def _read_exact(fd: int, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = os.read(fd, min(n - len(buf), 1 << 20))
-        if not chunk:
-            raise EOFError("control channel closed early")
-        buf += chunk
-    return bytes(buf)
-
-
-def read_frame(fd: int):
-    size = int.from_bytes(_read_exact(fd, 8), "big")
-    if size > FRAME_LIMIT:
-        raise ValueError("frame too large")
-    return json.loads(_read_exact(fd, size).decode("utf-8", "surrogatepass"))
-
-
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _make_nondumpable() -> None:
@@ -138,16 +45,6 @@ def _make_nondumpable() -> None:
 
     if ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
-
-
-def _close_fds_except(keep) -> None:
-    keep = sorted(set(keep))
-    low = 3
-    for fd in keep:
-        if fd >= low:
-            os.closerange(low, fd)
-            low = fd + 1
-    os.closerange(low, 1 << 20)
 
 
 OWN_PID_NAMESPACE = False  # set in main() only after checking that init is the sandbox's own bwrap
@@ -177,75 +74,11 @@ def _kill_strays() -> None:
                 pass
 
 
-class Captured:
-    """Drains a pipe into a capped buffer; `over` is set when the cap was exceeded."""
-
-    def __init__(self, fd: int, cap: int, tail: bool = False) -> None:
-        self.fd, self.cap, self.tail = fd, cap, tail
-        self.buf = bytearray()
-        self.over = False
-        os.set_blocking(fd, False)
-
-    def pump(self) -> bool:
-        """Read what is there; False at end of file."""
-        while True:
-            try:
-                chunk = os.read(self.fd, 1 << 16)
-            except BlockingIOError:
-                return True
-            if not chunk:
-                return False
-            self.buf += chunk
-            if len(self.buf) > self.cap:
-                if self.tail:
-                    del self.buf[: len(self.buf) - self.cap]
-                else:
-                    self.over = True
-                    del self.buf[self.cap :]
-                    return True
-
-    def text(self) -> str:
-        return self.buf.decode("utf-8", "replace")
-
-
-def _fresh_stdio() -> None:
-    sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8")
-    sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8")
-    sys.stderr = io.TextIOWrapper(
-        io.BufferedWriter(io.FileIO(2, "w", closefd=False)), encoding="utf-8", line_buffering=True
-    )
-
-
-def _exit_status(exc: BaseException | None) -> int:
-    """The exit status CPython would give: SystemExit semantics, 1 for an uncaught exception."""
-    if exc is None:
-        return 0
-    if isinstance(exc, SystemExit):
-        code = exc.code
-        if code is None:
-            return 0
-        if isinstance(code, int):
-            return code & 0xFF
-        print(code, file=sys.stderr)
-        return 1
-    traceback.print_exception(type(exc), exc, exc.__traceback__)
-    return 1
-
-
-def _run_module(source: str, name: str) -> BaseException | None:
-    namespace = {"__name__": name, "__builtins__": builtins}
-    try:
-        exec(compile(source, "<solution>", "exec"), namespace)
-    except BaseException as exc:  # noqa: BLE001 - candidate code may raise anything; we report it
-        return exc
-    return None
-
-
 # ---------------------------------------------------------------- stdio mode: one fresh process per test
 def run_stdio_test(code: str, stdin: str, timeout: float, output_bytes: int) -> dict:
     """Fork a process that runs `code` as __main__ with `stdin`; capture its stdout and exit status."""
     memfd = os.memfd_create("stdin")
-    write_all(memfd, stdin.encode("utf-8", "surrogatepass"))
+    hio.write_all(memfd, stdin.encode("utf-8", "surrogatepass"))
     os.lseek(memfd, 0, os.SEEK_SET)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -255,10 +88,10 @@ def run_stdio_test(code: str, stdin: str, timeout: float, output_bytes: int) -> 
             os.dup2(memfd, 0)
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
-            _close_fds_except([])
+            hio.close_fds_except([])
             os.setpgid(0, 0)
-            _fresh_stdio()
-            status = _exit_status(_run_module(code, "__main__"))
+            hio.fresh_stdio()
+            status = hio.exit_status(hio.run_module(code, "__main__"))
             try:
                 sys.stdout.flush()
             except BaseException:  # noqa: BLE001 - e.g. a closed stdout; that is the program's failure
@@ -268,7 +101,7 @@ def run_stdio_test(code: str, stdin: str, timeout: float, output_bytes: int) -> 
             os._exit(1)
     for fd in (memfd, out_w, err_w):
         os.close(fd)
-    out, err = Captured(out_r, output_bytes), Captured(err_r, STDERR_TAIL, tail=True)
+    out, err = hio.Captured(out_r, output_bytes), hio.Captured(err_r, STDERR_TAIL, tail=True)
     status, result = _wait_child(pid, out, err, time.monotonic() + timeout)
     for fd in (out_r, err_r):
         os.close(fd)
@@ -276,7 +109,7 @@ def run_stdio_test(code: str, stdin: str, timeout: float, output_bytes: int) -> 
     return {"status": result, "exit": status, "stdout": out.text(), "stderr": err.text()}
 
 
-def _wait_child(pid: int, out: Captured, err: Captured, deadline: float):
+def _wait_child(pid: int, out: hio.Captured, err: hio.Captured, deadline: float):
     """Pump the child's pipes until it exits, exceeds its output cap or passes the deadline."""
     pidfd = os.pidfd_open(pid)
     try:
@@ -284,29 +117,19 @@ def _wait_child(pid: int, out: Captured, err: Captured, deadline: float):
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                return _reap(pid, kill=True), "timeout"
+                return hio.reap(pid, kill=True), "timeout"
             ready, _, _ = select.select([pidfd, *open_fds], [], [], left)
             for fd in ready:
                 if fd in open_fds and not open_fds[fd].pump():
                     del open_fds[fd]
             if out.over:
-                return _reap(pid, kill=True), "output_limit"
+                return hio.reap(pid, kill=True), "output_limit"
             if pidfd in ready:
                 for cap in open_fds.values():
                     cap.pump()  # what it wrote before exiting; its children may keep the pipes open
-                return _reap(pid, kill=False), "done"
+                return hio.reap(pid, kill=False), "done"
     finally:
         os.close(pidfd)
-
-
-def _reap(pid: int, kill: bool) -> int:
-    if kill:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
 
 
 # ---------------------------------------------------------------- call / assert modes: a candidate process
@@ -331,7 +154,7 @@ class Candidate:
             os.close(fd)
         self.req_w, self.resp_r = req_w, resp_r
         os.set_blocking(req_w, False)
-        self.err = Captured(err_r, STDERR_TAIL, tail=True)
+        self.err = hio.Captured(err_r, STDERR_TAIL, tail=True)
         self.reply_bytes = reply_bytes
         self.alive = True
         self.failed: str | None = None  # set on any CandidateFailure, even one the test code swallowed
@@ -340,7 +163,7 @@ class Candidate:
         if not self.alive:
             raise self._fail("the candidate process is gone")
         try:
-            self._send(pack_frame(message), deadline)
+            self._send(hio.pack_frame(message), deadline)
             size = int.from_bytes(self._recv(8, deadline), "big")
             if size > self.reply_bytes:
                 raise self._fail(f"reply of {size} bytes is over the output limit")
@@ -400,7 +223,7 @@ class Candidate:
     def kill(self) -> None:
         if self.alive:
             self.alive = False
-            _reap(self.pid, kill=True)
+            hio.reap(self.pid, kill=True)
             for fd in (self.req_w, self.resp_r, self.err.fd):
                 os.close(fd)
             _kill_strays()
@@ -412,9 +235,9 @@ def _candidate_main(code, setup, fn_name, req_r, resp_w, err_w) -> None:
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     os.dup2(err_w, 2)
-    _close_fds_except([req_r, resp_w])
+    hio.close_fds_except([req_r, resp_w])
     os.setpgid(0, 0)
-    _fresh_stdio()
+    hio.fresh_stdio()
     namespace = {"__name__": "solution", "__builtins__": builtins}
     try:
         exec(compile(setup + "\n" + code, "<solution>", "exec"), namespace)
@@ -424,12 +247,12 @@ def _candidate_main(code, setup, fn_name, req_r, resp_w, err_w) -> None:
         traceback.print_exception(type(exc), exc, exc.__traceback__)
         reply = {"dead": f"{type(exc).__name__}: {exc}"[:300]}
     sys.stderr.flush()
-    write_all(resp_w, pack_frame(reply))
+    hio.write_all(resp_w, hio.pack_frame(reply))
     if "dead" in reply:
         os._exit(1)
     while True:
-        request = read_frame(req_r)
-        write_all(resp_w, pack_frame(_answer(namespace, fn_name, request)))
+        request = hio.read_frame(req_r)
+        hio.write_all(resp_w, hio.pack_frame(_answer(namespace, fn_name, request)))
 
 
 def _answer(namespace: dict, fn_name: str | None, request: dict) -> dict:
@@ -440,13 +263,13 @@ def _answer(namespace: dict, fn_name: str | None, request: dict) -> dict:
     if fn is None:
         return {"raise": "NameError", "message": f"name {name!r} is not defined"}
     try:
-        args = decode(request["args"])
+        args = hio.decode(request["args"])
         value = fn(*args)
     except BaseException as exc:  # noqa: BLE001 - reported to the checker as the candidate's exception
         base = next(c for c in type(exc).__mro__ if getattr(builtins, c.__name__, None) is c)
         return {"raise": base.__name__, "message": str(exc)[:300]}
     try:
-        return {"value": encode(value)}
+        return {"value": hio.encode(value)}
     except (TypeError, ValueError, RecursionError) as exc:
         return {"bad": str(exc)[:300]}
 
@@ -489,10 +312,10 @@ class Proxy:
         if kwargs:
             raise TypeError("keyword arguments are not supported by the candidate proxy")
         cand = self._cand_ref[0]
-        reply = cand.request({"name": self._name, "args": encode(list(args))}, self._deadline_ref[0])
+        reply = cand.request({"name": self._name, "args": hio.encode(list(args))}, self._deadline_ref[0])
         if "value" in reply:
             try:
-                return decode(reply["value"])
+                return hio.decode(reply["value"])
             except Exception:  # noqa: BLE001 - malformed data from the candidate
                 raise cand._fail("malformed return value") from None
         if "raise" in reply:
@@ -540,7 +363,7 @@ class Secret:
 
     def get(self) -> dict:
         if self.value is None:
-            self.value = read_frame(self.fd)
+            self.value = hio.read_frame(self.fd)
             os.close(self.fd)
         return self.value
 
@@ -614,8 +437,8 @@ def main() -> None:
     if hasattr(sys, "set_int_max_str_digits"):
         sys.set_int_max_str_digits(0)  # big ints are fine here: CPU and output are limited anyway
     signal.signal(signal.SIGALRM, _on_alarm)
-    write_all(report_fd, pack_frame({"ready": True}))
-    job = read_frame(control_fd)
+    hio.write_all(report_fd, hio.pack_frame({"ready": True}))
+    job = hio.read_frame(control_fd)
     global OWN_PID_NAMESPACE
     OWN_PID_NAMESPACE = job.get("own_pid_namespace") is True and _in_own_pid_namespace()
     deadline = started + job["budget"]
@@ -636,8 +459,10 @@ def main() -> None:
         report = {"results": results}
     except CheckerError as exc:
         report = {"checker_error": str(exc)}
-    nonce = secret.get()["nonce"]  # stdio/call modes read it only now: no candidate process is left to inherit it
-    write_all(report_fd, pack_frame({"nonce": nonce, **report}))
+    nonce = secret.get()[
+        "nonce"
+    ]  # stdio/call modes read it only now: no candidate process is left to inherit it
+    hio.write_all(report_fd, hio.pack_frame({"nonce": nonce, **report}))
 
 
 if __name__ == "__main__":

@@ -34,13 +34,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from verifiers import _harness
+from verifiers import _harness_io
 from verifiers.sandbox import Limits, Sandbox, make_sandbox
 from verifiers.verdict import Verdict
 
 __all__ = ["Options", "extract_code", "options", "verify", "verify_batch"]
 
-_HARNESS_SOURCE = Path(_harness.__file__).read_bytes()
+# Shipped into every sandbox (read-only): the harness and the codec it shares with us.
+_HARNESS_FILES = {
+    "harness.py": (Path(__file__).parent / "_harness.py").read_bytes(),
+    "_harness_io.py": Path(_harness_io.__file__).read_bytes(),
+}
 _FENCE = re.compile(
     r"^[ \t]*(?P<fence>```+|~~~+)[ \t]*(?P<lang>[^\n`]*)\n(?P<body>.*?)^[ \t]*(?P=fence)[ \t]*$", re.M | re.S
 )
@@ -144,7 +148,7 @@ def _plan(tests: dict) -> dict:
             or not inputs
         ):
             raise ValueError('call-based tests need non-empty "inputs" and "outputs" lists of equal length')
-        args = [_harness.encode(a if isinstance(a, list) else [a]) for a in inputs]
+        args = [_harness_io.encode(a if isinstance(a, list) else [a]) for a in inputs]
         return {"mode": "call", "fn_name": str(tests["fn_name"]), "inputs": args, "expected": outputs}
     if "test" in tests or "asserts" in tests:
         secret = {k: tests[k] for k in ("test", "entry_point", "prompt", "setup") if k in tests}
@@ -188,12 +192,12 @@ def _verify_planned(completion: str, plan: dict, o: Options) -> Verdict:
             job["fn_name"] = plan["fn_name"]
         secret = {"nonce": nonce}
         n_tests = len(plan["inputs"])
-    control = _harness.pack_frame(job) + _harness.pack_frame(secret)
+    control = _harness_io.pack_frame(job) + _harness_io.pack_frame(secret)
     flags = ["-I", "-B"] if o.site_packages else ["-I", "-B", "-S"]  # -S: no site-packages, 3x faster start
     result = o.sandbox.run(
         [o.sandbox.python, *flags, "harness.py"],
         limits=o.limits,
-        files={"harness.py": _HARNESS_SOURCE},
+        files=_HARNESS_FILES,
         control=control,
         report_bytes=o.limits.output_bytes * 6 * n_tests + (1 << 20),
     )
@@ -202,7 +206,7 @@ def _verify_planned(completion: str, plan: dict, o: Options) -> Verdict:
 
 def _judge(result, plan, nonce, n_tests, scoring, code) -> Verdict:
     try:
-        frames = _harness.unpack_frames(result.report)
+        frames = _harness_io.unpack_frames(result.report)
     except ValueError:
         frames = []
     started = bool(frames) and frames[0] == {"ready": True}
@@ -250,7 +254,7 @@ def _outcome(plan: dict, i: int, r) -> tuple[bool, str]:
         if "value" not in r:
             return False, str(r.get("error", "no value"))[:300]
         try:
-            value = _harness.decode(r["value"])
+            value = _harness_io.decode(r["value"])
         except (ValueError, TypeError, RecursionError):
             return False, "malformed return value"
         if values_match(value, plan["expected"][i]):
