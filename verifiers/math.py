@@ -297,12 +297,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     missing = [i for i, r in enumerate(rows) if "completion" not in r or "reference" not in r]
     if missing:
         raise SystemExit(f"{args.file}: rows {missing[:5]} lack 'completion' or 'reference'")
+    n_workers = args.workers or default_workers()
+    start = time.perf_counter()
+    warm = [(rf"\boxed{{(x+{k})^2}}", f"x^2+{2 * k}x+{k * k}") for k in range(1, n_workers + 1)]
+    verify_batch([c for c, _ in warm], [r for _, r in warm], workers=n_workers)  # start the workers
+    _cache.clear()
+    startup = time.perf_counter() - start
     start = time.perf_counter()
     verdicts = verify_batch(
         [r["completion"] for r in rows],
         [r["reference"] for r in rows],
         questions=[r.get("question") for r in rows],
-        workers=args.workers,
+        workers=n_workers,
         extract=tuple(args.extract.split(",")),
         timeout=args.timeout,
     )
@@ -313,7 +319,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"{'accuracy':<14}{sum(v.score for v in verdicts) / n:>10.4f}")
     for status in ("ok", "no_answer", "parse_error", "timeout", "error"):
         print(f"{status:<14}{counts.get(status, 0):>10}")
-    print(f"{'throughput':<14}{len(verdicts) / max(seconds, 1e-9):>10.1f} verdicts/s ({seconds:.2f} s)")
+    rate = len(verdicts) / max(seconds, 1e-9)
+    print(f"{'throughput':<14}{rate:>10.1f} verdicts/s ({seconds:.2f} s on {n_workers} workers)")
+    print(f"{'start-up':<14}{startup:>10.2f} s (worker processes, not in the throughput)")
 
 
 if __name__ == "__main__":
