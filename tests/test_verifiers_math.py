@@ -250,6 +250,8 @@ def test_policy_9_rel_tol_option():
         (r"25\%", r"50\%", 0.0),
         (r"0.5\%", "50", 0.0),
         (r"33\frac{1}{3}\%", r"\frac13", 1.0),
+        (r"1 + 10\%", "1.1", 1.0),
+        (r"1 + 10\%", "0.011", 0.0),
     ],
 )
 def test_policy_10_percentages(answer, reference, score):
@@ -296,6 +298,10 @@ def test_policy_11_units_and_text(answer, reference, score):
         ("2x-y+3=0", "y=2x+3", 1.0),
         ("y=2x+4", "y=2x+3", 0.0),
         ("y^2+x^2=1", "x^2+y^2=1", 1.0),
+        ("x = 5 and y = 6", "6", 0.0),
+        ("x = 5 and y = 6", "6.0", 0.0),
+        ("y = 6, x = 5", "x=5, y=6", 1.0),
+        ("x = 5, y = 7", "x=5, y=6", 0.0),
     ],
 )
 def test_policy_12_equations(answer, reference, score):
@@ -381,6 +387,7 @@ def test_policy_15_matrices(answer, reference, score):
         (r"4\sqrt(2)", r"4\sqrt{2}", 1.0),
         (r"\sqrt(x)", r"\sqrt{x}", 1.0),
         (r"4\sqrt(x)", "4x", 0.0),
+        ("2(3)", r"\frac{12}{2}", 1.0),
         ("2i+1", "1+2i", 1.0),
         ("1-2i", "1+2i", 0.0),
         (r"\frac{a+b}{2}", r"\frac{b+a}{2}", 1.0),

@@ -80,6 +80,11 @@ _LITERAL_RE = re.compile(
 )
 
 
+_PERCENT_OF_RE = re.compile(  # what a trailing \% may apply to as a whole: a number, a fraction, a mixed number
+    r"[-+]?(?:(?:\d{1,3}(?:(?:,|\{,\})\d{3})+|\d+)(?:\.\d*)?|\.\d+|(?:\d+)?\\frac\{\d+\}\{\d+\})"
+)
+
+
 def split_core(s: str) -> tuple[str, bool, str | None]:
     """(core, percent, var): strip `x =` (chains keep the last side), `\\text{}` wrappers, units, `\\%`."""
     var = None
@@ -88,6 +93,8 @@ def split_core(s: str) -> tuple[str, bool, str | None]:
         lhs = parts[0].strip()
         if not _VAR_RE.fullmatch(lhs) or not parts[-1].strip():
             raise NotNumeric("not an assignment to one variable")
+        if any(re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", p)) for p in parts[1:-1]):
+            raise NotNumeric("several assignments")  # `x = 5 and y = 6` is not the number 6
         var, s = lhs, parts[-1].strip()
     m = re.fullmatch(r"\\(?:text|mbox|textrm|mathrm)\{([^{}]*)\}", s)
     if m:
@@ -98,6 +105,8 @@ def split_core(s: str) -> tuple[str, bool, str | None]:
     percent = False
     if s.endswith("\\%") or s.endswith("%"):
         percent, s = True, s[: -2 if s.endswith("\\%") else -1].rstrip()
+        if not _PERCENT_OF_RE.fullmatch(s.replace(" ", "")):
+            raise NotNumeric("a percent sign after an expression")  # `1 + 10\%`: the % binds to 10 only
     if not s:
         raise NotNumeric("empty after removing units")
     return s, percent, var
