@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -127,7 +126,7 @@ def test_humaneval_canonical_pass_and_return_none_fails():
     tests = [{"test": p["test"], "entry_point": p["entry_point"], "prompt": p["prompt"]} for p in problems]
     canonical = [p["prompt"] + p["canonical_solution"] for p in problems]
     broken = [p["prompt"] + "    return None\n" for p in problems]
-    verdicts = verify_batch(canonical + broken, tests + tests, workers=os.cpu_count())
+    verdicts = verify_batch(canonical + broken, tests + tests)  # one worker per core
     good, bad = verdicts[:164], verdicts[164:]
     assert [p["task_id"] for p, v in zip(problems, good, strict=True) if (v.status, v.score) != ("ok", 1.0)] == []
     assert [p["task_id"] for p, v in zip(problems, bad, strict=True) if (v.status, v.score) != ("ok", 0.0)] == []

@@ -26,7 +26,6 @@ import select
 import signal
 import sys
 import time
-import traceback
 
 try:
     from verifiers import _harness_io as hio
@@ -244,6 +243,8 @@ def _candidate_main(code, setup, fn_name, req_r, resp_w, err_w) -> None:
         names = [k for k, v in namespace.items() if callable(v) and not k.startswith("__")]
         reply = {"ready": [n for n in names if type(n) is str]}
     except BaseException as exc:  # noqa: BLE001 - a crash while defining is the candidate's failure
+        import traceback  # only candidate processes that crash pay for this import
+
         traceback.print_exception(type(exc), exc, exc.__traceback__)
         reply = {"dead": f"{type(exc).__name__}: {exc}"[:300]}
     sys.stderr.flush()

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import sys
-import traceback
 
 FRAME_LIMIT = 1 << 30
 MAX_DEPTH = 200
@@ -187,6 +186,8 @@ def exit_status(exc: BaseException | None) -> int:
             return code & 0xFF
         print(code, file=sys.stderr)
         return 1
+    import traceback  # only candidate processes that crash pay for this import
+
     traceback.print_exception(type(exc), exc, exc.__traceback__)
     return 1
 

@@ -111,7 +111,7 @@ def verify(completion: str, tests: dict, **opts) -> Verdict:
 def verify_batch(
     completions: list[str], tests: list[dict], *, workers: int | None = None, **opts
 ) -> list[Verdict]:
-    """`verify` over pairs, `workers` sandboxes at a time (default: one per CPU core)."""
+    """`verify` over pairs, `workers` sandboxes at a time (default: one per CPU core this process may use)."""
     if len(completions) != len(tests):
         raise ValueError(f"verify_batch got {len(completions)} completions but {len(tests)} test dicts")
     o = options(**opts)
@@ -122,7 +122,7 @@ def verify_batch(
         except ValueError as exc:
             raise ValueError(f"tests[{i}]: {exc}") from None
     with ThreadPoolExecutor(
-        max_workers=workers or os.cpu_count() or 1, thread_name_prefix="verify-code"
+        max_workers=workers or len(os.sched_getaffinity(0)), thread_name_prefix="verify-code"
     ) as pool:
         futures = [pool.submit(_verify_planned, c, p, o) for c, p in zip(completions, plans, strict=True)]
         return [f.result() for f in futures]

@@ -141,6 +141,21 @@ def _package_dirs(roots: Sequence[str]) -> list[str]:
     )
 
 
+def _inside(path: str, roots: Sequence[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _traversable_parents(paths: Sequence[str]) -> list[str]:
+    """bwrap args creating every ancestor directory of `paths` with mode 0755 (bwrap's default is 0700)."""
+    dirs = set()
+    for path in paths:
+        parent = os.path.dirname(path)
+        while parent not in ("/", ""):
+            dirs.add(parent)
+            parent = os.path.dirname(parent)
+    return [arg for d in sorted(dirs) for arg in ("--perms", "0755", "--dir", d)]
+
+
 def _outermost(paths: Sequence[str]) -> list[str]:
     """Absolute paths, without any that lies inside another of them."""
     real = sorted({os.path.abspath(p) for p in paths if p})
@@ -199,18 +214,12 @@ class BubblewrapSandbox(Sandbox):
 
     def _outer_args(self) -> list[str]:
         """Privileged bwrap that only builds a file tree the unprivileged one can traverse, then drops root."""
-        args = [self.bwrap, "--die-with-parent"]
-        parents = {os.path.dirname(p) for p in self.ro_paths}
-        dirs = set()
-        for parent in parents:
-            while parent not in ("/", ""):
-                dirs.add(parent)
-                parent = os.path.dirname(parent)
-        for d in sorted(dirs):
-            args += ["--perms", "0755", "--dir", d]
+        args = [self.bwrap, "--die-with-parent"] + _traversable_parents(self.ro_paths) + self._tree_args()
+        args += ["--bind", "/proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        if not _inside(self.bwrap, self.ro_paths):  # the inner bwrap must exist in this tree too
+            args += _traversable_parents([self.bwrap]) + ["--ro-bind", self.bwrap, self.bwrap]
         setpriv = shutil.which("setpriv", path="/usr/bin:/bin")
         uid = str(SANDBOX_UID)
-        args += self._tree_args() + ["--bind", "/proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         drop = [
             f"--reuid={uid}",
             f"--regid={uid}",
