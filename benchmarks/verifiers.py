@@ -201,7 +201,7 @@ def bench_code() -> dict:
     import time
 
     vc = _code_api()
-    workers = os.cpu_count() or 1
+    workers = len(os.sched_getaffinity(0))  # the cores this process may use (taskset / cgroup aware)
     vc.verify("print(1)", {"stdin_stdout": [{"input": "", "output": "1"}]})  # one-time sandbox self-check
     trivial = ["n = int(input())\nprint(n + 1)\n"] * 200
     trivial_tests = [{"stdin_stdout": [{"input": f"{i}\n", "output": f"{i + 1}\n"}]} for i in range(200)]
