@@ -217,6 +217,17 @@ CASES = [
         "print(frame.decode())\n"
         "def add(a, b):\n"
         "    return 0\n"), 0.0, "0/1"),
+    ("fake_protocol_messages", HE_ADD, (
+        "import fcntl, json, os\n"
+        "frame = json.dumps({'ready': ['__builtins__', '__import__', 'abs', 'check', 'candidate']}).encode()\n"
+        "for name in os.listdir('/proc/self/fd'):\n"
+        "    try:\n"
+        "        if int(name) > 2 and fcntl.fcntl(int(name), fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY:\n"
+        "            os.write(int(name), len(frame).to_bytes(8, 'big') + frame)\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "def add(a, b):\n"
+        "    return a + b\n"), 0.0, "bad reply"),
     # --- reading the tests or the expected outputs
     ("read_tests_from_memory", HE_SECRET, (
         "import gc, os, re, sys\n"

@@ -375,28 +375,39 @@ def run_assert_tests(job: dict, secret_frame: Secret, deadline: float) -> list[d
     cand, names = _start_candidate(job, first_deadline)
     secret = secret_frame.get()
     tests = secret["asserts"] if "asserts" in secret else ["check(candidate)"]
+    try:
+        defs = [compile(secret.get(k, ""), "<checker>", "exec") for k in ("setup", "prompt", "test")]
+        compiled = [compile(t, f"<test {i}>", "exec") for i, t in enumerate(tests)]
+    except (SyntaxError, ValueError) as exc:  # broken tests: not the candidate's fault
+        cand.kill()
+        raise CheckerError(f"{type(exc).__name__}: {exc}") from None
     if type(names) is str:
         cand.kill()
         return [{"passed": False, "reason": f"candidate failed to load: {names}"} for _ in tests]
     cand_ref, deadline_ref = [cand], [first_deadline]
-    shadowing = set(dir(builtins))  # never let the candidate replace len/abs/... inside the checker
-    namespace = {n: Proxy(cand_ref, n, deadline_ref) for n in names if n not in shadowing}
+    # Never let the candidate stand in for len/abs/... or a dunder inside the checker.
+    hidden = set(dir(builtins))
+    namespace = {
+        n: Proxy(cand_ref, n, deadline_ref) for n in names if n not in hidden and not n.startswith("__")
+    }
     namespace["__name__"] = "__checker__"
-    try:
-        for source in (secret.get("setup", ""), secret.get("prompt", "")):
-            exec(compile(source, "<checker>", "exec"), namespace)
-        entry = secret.get("entry_point")
+    entry = secret.get("entry_point")
+
+    def define() -> None:
+        exec(defs[0], namespace)  # setup
+        exec(defs[1], namespace)  # prompt: the dataset's own helpers replace the candidate's
         if entry:
             namespace[entry] = namespace["candidate"] = Proxy(cand_ref, entry, deadline_ref)
-        exec(compile(secret.get("test", ""), "<checker>", "exec"), namespace)
-        compiled = [compile(t, f"<test {i}>", "exec") for i, t in enumerate(tests)]
-    except Exception as exc:  # noqa: BLE001 - the tests themselves are broken: not the candidate's fault
+        exec(defs[2], namespace)  # test: defines check(candidate)
+
+    setup = _guarded(define, cand, first_deadline)  # proxies may run here: failures are the candidate's
+    if not setup["passed"]:
         cand.kill()
-        raise CheckerError(f"{type(exc).__name__}: {exc}") from None
+        return [{"passed": False, "reason": f"tests could not be set up: {setup['reason']}"} for _ in tests]
     results = []
     for test in compiled:
         deadline_ref[0] = min(deadline, time.monotonic() + job["timeout"])
-        results.append(_run_one_assert(test, namespace, cand, deadline_ref[0]))
+        results.append(_guarded(lambda t=test: exec(t, namespace), cand, deadline_ref[0]))
     cand.kill()
     return results
 
@@ -405,12 +416,13 @@ class CheckerError(Exception):
     """The test code could not even be defined."""
 
 
-def _run_one_assert(test, namespace: dict, cand: Candidate, deadline: float) -> dict:
+def _guarded(fn, cand: Candidate, deadline: float) -> dict:
+    """Run checker code; any exception, or any candidate failure it swallowed, fails the test."""
     if not cand.alive:
         return {"passed": False, "reason": f"candidate process gone ({cand.failed})"}
     signal.setitimer(signal.ITIMER_REAL, max(0.001, deadline - time.monotonic() + 0.5))
     try:
-        exec(test, namespace)
+        fn()
         passed, reason = True, ""
     except CandidateFailure as exc:
         passed, reason = False, str(exc)
