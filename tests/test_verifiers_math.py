@@ -95,6 +95,32 @@ def test_policy_3_several_boxes(completion, score):
         assert "different boxed answers" in v.detail
 
 
+# 3. (cont.) Hedging inside one box: text between two values, or a chain of different values, is wrong
+#    (math-verify alone would read only one of the values).
+@pytest.mark.parametrize(
+    "answer, reference, score",
+    [
+        (r"\frac{\sqrt{3}}{7} \text{ or perhaps } \frac{\pi}{9}", r"\frac{\sqrt{3}}{7}", 0.0),
+        (r"\frac{\sqrt{3}}{7} \text{ and/or } \frac{\pi}{9}", r"\frac{\sqrt{3}}{7}", 0.0),
+        (r"\frac{\sqrt{3}}{7} \mbox{ maybe } \frac{\pi}{9}", r"\frac{\sqrt{3}}{7}", 0.0),
+        (r"\frac{\sqrt{3}}{7} \mathrm{or} \frac{\pi}{9}", r"\frac{\sqrt{3}}{7}", 0.0),
+        (r"\text{not } \frac{\sqrt{3}}{7}", r"\frac{\sqrt{3}}{7}", 0.0),
+        (r"\frac{\sqrt{3}}{7} = \frac{\pi}{9}", r"\frac{\pi}{9}", 0.0),
+        (r"\frac{\sqrt{3}}{7} \approx \frac{\pi}{9}", r"\frac{\sqrt{3}}{7}", 0.0),
+        ("x = 5 = 6", "6", 0.0),
+        (r"\pi \approx 3.3", r"\pi", 0.0),
+        (r"\frac{\pi}{9} \approx 0.349", r"\frac{\pi}{9}", 1.0),
+        (r"x = \pi \approx 3.14", r"\pi", 1.0),
+        (r"x \approx 3.14", "3.14", 1.0),
+        (r"\frac{\sqrt{3}}{7} \text{ or } \frac{\pi}{9}", r"\frac{\pi}{9}, \frac{\sqrt{3}}{7}", 1.0),
+        (r"\frac{\sqrt{3}}{7} \textbf{ and } \frac{\pi}{9}", r"\frac{\sqrt{3}}{7}", 0.0),
+        (r"9.8 \text{ m}/\text{s}^2", "9.8", 1.0),
+    ],
+)
+def test_policy_3_hedging_inside_one_box(answer, reference, score):
+    assert_grade(boxed(answer, reference), score)
+
+
 # 4. An empty box is no_answer.
 @pytest.mark.parametrize("completion", [r"\boxed{}", r"\boxed{ }", r"\boxed{} and \fbox{}", r"$\boxed{\boxed{}}$"])
 def test_policy_4_empty_box(completion):

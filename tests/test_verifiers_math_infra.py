@@ -79,7 +79,7 @@ def test_verify_batch_empty():
 def test_a_timeout_in_a_batch_leaves_the_other_rows_graded():
     completions = [r"\boxed{\prod_{k=1}^{10^{7}} k}"] + [rf"\boxed{{(x+{k})^2}}" for k in range(1, 7)]
     references = [r"\pi"] + [f"x^2+{2 * k}x+{k * k}" for k in range(1, 7)]
-    verdicts = verify_batch(completions, references, timeout=1.0, workers=2)
+    verdicts = verify_batch(completions, references, timeout=2.0, workers=2)
     assert verdicts[0].status == "timeout"
     assert [(v.score, v.status) for v in verdicts[1:]] == [(1.0, "ok")] * 6
 
@@ -163,10 +163,11 @@ class GraderActor:
 
 def test_inside_a_ray_actor(ray_session):
     actor = ray_session.remote(GraderActor).remote()
-    completions = [c for c, _ in CASES] + [r"\boxed{\prod_{k=1}^{10^{7}} k}"]
-    references = [r for _, r in CASES] + [r"\pi"]
-    verdicts, pid = ray_session.get(actor.grade.remote(completions, references, 1.0), timeout=240)
+    completions, references = [c for c, _ in CASES], [r for _, r in CASES]
+    verdicts, pid = ray_session.get(actor.grade.remote(completions, references, 5.0), timeout=240)
     assert pid != os.getpid()
-    assert [v.score for v in verdicts[1:-1]] == EXPECTED
+    assert [v.score for v in verdicts[1:]] == EXPECTED, verdicts
     assert verdicts[0] == verdicts[1]
-    assert verdicts[-1].status == "timeout"
+    hang = [r"\boxed{\prod_{k=1}^{10^{7}} k}"]
+    verdicts, _ = ray_session.get(actor.grade.remote(hang, [r"\pi"], 1.0), timeout=240)
+    assert [v.status for v in verdicts] == ["timeout", "timeout"]

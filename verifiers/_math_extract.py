@@ -209,6 +209,9 @@ _UNICODE = {
     "\u00f7": "\\div ", "\u03c0": "\\pi ", "\u221e": "\\infty ", "\u2264": "\\le ", "\u2265": "\\ge ",
     "\u00b0": "^\\circ", "\u221a": "\\sqrt",
 }
+_CONNECTIVE_RE = re.compile(
+    r"\\(?:text|textbf|textit|textrm|textsf|texttt|textnormal|mbox|mathrm)\s*\{\s*,?\s*(?:or|and)\s*,?\s*\}"
+)
 _DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _SPACING_RE = re.compile(r"\\[,;:! ]|~|\\(?:displaystyle|textstyle|left|right)(?![A-Za-z])")
 
@@ -256,5 +259,31 @@ def normalize(s: str) -> str:
     s = _sqrt_parens(s)
     s = re.sub(r"\\sqrt\s*(\d)", r"\\sqrt{\1}", s)
     s = re.sub(r"\\frac\s*(\d)\s*(\d)(?!\d)", r"\\frac{\1}{\2}", s)  # TeX: \frac34 is \frac{3}{4}
+    s = _CONNECTIVE_RE.sub(", ", s)  # math-verify reads only plain `\text{ or }` as a list separator
     s = re.sub(r"\s+", " ", s).strip()
     return s.rstrip(".").strip()
+
+
+_TEXT_CMD_RE = re.compile(r"\\(text|textbf|textit|textrm|textsf|texttt|textnormal|mbox|mathrm)\s*\{")
+_AFTER_UNIT_RE = re.compile(r"(?:\s|\^\{?-?\d\}?|[./])*")
+
+
+def stray_text(answer: str) -> str | None:
+    """The first `\\text{...}` that is not the whole answer, trailing units or an "or"/"and" between list
+    items, else None. math-verify drops such text *and what follows it*, so `\\frac12 \\text{ or perhaps }
+    \\frac13` would be read as 1/2 and a hedge would pass."""
+    groups = []
+    for m in _TEXT_CMD_RE.finditer(answer):
+        end = matching_brace(answer, m.end() - 1)
+        if end < 0:
+            return None  # unbalanced: check_bounds reports it
+        groups.append((m.start(), end + 1, answer[m.end() : end], m.group(1) == "mathrm"))
+    for _start, end, content, mathrm in groups:
+        if len(content.strip()) <= (1 if mathrm else 0):
+            continue  # empty, or a roman symbol like \mathrm{e}; "or"/"and" became commas in `normalize`
+        after = answer[end:]
+        for s2, e2, _, _ in reversed([g for g in groups if g[0] >= end]):
+            after = after[: s2 - end] + after[e2 - end :]
+        if not _AFTER_UNIT_RE.fullmatch(after):
+            return content.strip()  # more math follows the text
+    return None

@@ -80,22 +80,33 @@ _LITERAL_RE = re.compile(
 )
 
 
+_APPROX_RE = re.compile(r"\\approx(?![A-Za-z])")
 _PERCENT_OF_RE = re.compile(  # what a trailing \% may apply to as a whole: a number, a fraction, a mixed number
     r"[-+]?(?:(?:\d{1,3}(?:(?:,|\{,\})\d{3})+|\d+)(?:\.\d*)?|\.\d+|(?:\d+)?\\frac\{\d+\}\{\d+\})"
 )
 
 
+def chain_sides(s: str) -> tuple[str | None, list[str], list[str]]:
+    """(var, exact sides, approximations) of `x = a = b \\approx c`; ([s], []) when there is no chain."""
+    segments = [seg.strip() for seg in _APPROX_RE.split(s)]
+    sides = [side.strip() for side in segments[0].split("=")]
+    var, approximations = None, segments[1:]
+    if len(sides) > 1 and _VAR_RE.fullmatch(sides[0]):
+        var, sides = sides[0], sides[1:]
+    elif len(sides) == 1 and approximations and _VAR_RE.fullmatch(sides[0]):  # `x \\approx 3.14`
+        var, sides, approximations = sides[0], approximations[:1], approximations[1:]
+    return var, sides, approximations
+
+
 def split_core(s: str) -> tuple[str, bool, str | None]:
-    """(core, percent, var): strip `x =` (chains keep the last side), `\\text{}` wrappers, units, `\\%`."""
-    var = None
-    if "=" in s or "\\approx" in s:
-        parts = re.split(r"=|\\approx(?![A-Za-z])", s)
-        lhs = parts[0].strip()
-        if not _VAR_RE.fullmatch(lhs) or not parts[-1].strip():
-            raise NotNumeric("not an assignment to one variable")
-        if any(re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", p)) for p in parts[1:-1]):
-            raise NotNumeric("several assignments")  # `x = 5 and y = 6` is not the number 6
-        var, s = lhs, parts[-1].strip()
+    """(core, percent, var): a chain is graded on its last exact side (`x = 2+3 = 5 \\approx 5.0` is 5),
+    then `\\text{}` wrappers, units and `\\%` are stripped."""
+    var, sides, _ = chain_sides(s)
+    if not all(sides):
+        raise NotNumeric("an empty side of an equation")
+    if any(re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", side)) for side in sides[:-1]):
+        raise NotNumeric("an equation, or several assignments")  # `x = 5 and y = 6` is not the number 6
+    s = sides[-1]
     m = re.fullmatch(r"\\(?:text|mbox|textrm|mathrm)\{([^{}]*)\}", s)
     if m:
         s = m.group(1).strip()
@@ -434,3 +445,27 @@ def numbers_match(a: Num, b: Num, rel_tol: float) -> bool:
     if a.var is not None and b.var is not None and a.var != b.var:
         return False
     return any(_match_one(x, y, rel_tol) for x in _candidates(a) for y in _candidates(b))
+
+
+def false_chain(s: str, rel_tol: float) -> bool:
+    """True for a chain whose numeric sides disagree, a hedge math-verify would pass (it grades `=` chains by
+    the last side and `\\approx` by the first): `\\frac{\\sqrt3}{7} = \\frac{\\pi}{9}`, `x = 5 = 6`,
+    `\\frac{\\sqrt3}{7} \\approx \\frac{\\pi}{9}`. An approximation must be within one unit of its last written
+    digit (`\\pi \\approx 3.14` is fine, `\\pi \\approx 3.3` is not), or within 1% when not a plain decimal."""
+    _, sides, approximations = chain_sides(s)
+    if len(sides) + len(approximations) < 2:
+        return False
+    try:
+        exact = [evaluate(side) for side in sides]
+        approx = [(evaluate(a), a) for a in approximations]
+    except (NotNumeric, TooLarge):
+        return False  # a symbolic side: an equation, math-verify's business
+    if not all(numbers_match(exact[-1], v, rel_tol) for v in exact[:-1]):
+        return True
+    ctx = mpctx()
+    for value, text in approx:
+        decimals = re.fullmatch(r"-?\d+(?:\.(\d*))?", text.replace(" ", ""))
+        unit = ctx.mpf(10) ** -len(decimals.group(1) or "") if decimals else abs(exact[-1].approx) / 100
+        if abs(value.approx - exact[-1].approx) > unit:
+            return True
+    return False

@@ -59,8 +59,9 @@ from verifiers._math_extract import (
     extract_answer,
     normalize,
     squash,
+    stray_text,
 )
-from verifiers._math_numeric import NotNumeric, Num, TooLarge, evaluate, numbers_match
+from verifiers._math_numeric import NotNumeric, Num, TooLarge, evaluate, false_chain, numbers_match
 from verifiers._math_pool import WorkerCrashed, WorkerTimeout, get_pool
 from verifiers.verdict import Verdict
 
@@ -164,6 +165,11 @@ def _prepare(completion, reference, question, opts: _Options) -> Verdict | _Job:
         return Verdict(1.0, "ok", raw, "identical to the reference")
     if question is not None and _echoes(answer, question):
         return Verdict(0.0, "ok", raw, "the answer restates an expression from the question")
+    text = stray_text(answer)
+    if text is not None:
+        return Verdict(0.0, "ok", raw, f"text inside the answer ({_clip(text, 40)!r}) is not graded as math")
+    if false_chain(answer, opts.rel_tol):
+        return Verdict(0.0, "ok", raw, "a chain of equalities between different numbers")
     try:
         num = evaluate(answer)
     except NotNumeric:
