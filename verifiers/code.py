@@ -176,12 +176,14 @@ def _verify_planned(completion: str, plan: dict, o: Options) -> Verdict:
     if code is None:
         return Verdict(0.0, "no_answer", None, "no program found in the completion")
     nonce = secrets.token_hex(16)
-    budget = max(0.5, o.limits.wall_seconds - 1.5)  # the harness stops in time to report
-    job = {"mode": plan["mode"], "code": code, "timeout": o.timeout, "budget": budget}
-    job["output_bytes"] = o.limits.output_bytes
-    job["own_pid_namespace"] = (
-        o.sandbox.own_pid_namespace
-    )  # may the harness kill every other process it sees?
+    job = {
+        "mode": plan["mode"],
+        "code": code,
+        "timeout": o.timeout,
+        "budget": max(0.5, o.limits.wall_seconds - 1.5),  # the harness stops in time to report
+        "output_bytes": o.limits.output_bytes,
+        "own_pid_namespace": o.sandbox.own_pid_namespace,  # may the harness kill every process it sees?
+    }
     if plan["mode"] == "assert":
         job["setup"] = plan["setup"]
         secret = {"nonce": nonce, **plan["secret"]}
