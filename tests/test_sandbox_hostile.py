@@ -63,11 +63,11 @@ def spawn_sleeper(marker: str) -> str:
     )
 
 
-EXIT_TRICKS = {
-    "sys_exit": "import sys\nsys.exit(0)",
-    "raise_systemexit": "raise SystemExit(0)",
-    "os_exit": "import os\nos._exit(0)",
-    "posix_exit": "import posix\nposix._exit(0)",
+EXIT_TRICKS = {  # name: (code, why it fails when called inside the candidate's function)
+    "sys_exit": ("import sys\nsys.exit(0)", "SystemExit"),
+    "raise_systemexit": ("raise SystemExit(0)", "SystemExit"),
+    "os_exit": ("import os\nos._exit(0)", "exited"),
+    "posix_exit": ("import posix\nposix._exit(0)", "exited"),
 }
 
 # (id, tests, program, expected score, a substring of the verdict's detail that says why). "MARK" in a program is replaced by the case's unique marker.
@@ -152,10 +152,9 @@ CASES = [
         "print('attached' if libc.ptrace(16, os.getppid(), 0, 0) == 0 else 'denied')  # PTRACE_ATTACH\n"), 1.0, "1/1"),
     # --- exit early with status 0 (the harness's verdict never comes from an exit code)
     *[(f"{name}_before_asserts", HE_ADD, f"{code}\ndef add(a, b):\n    return 0\n", 0.0, "failed to load")
-      for name, code in EXIT_TRICKS.items()],
-    *[(f"{name}_inside_call", HE_ADD, "def add(a, b):\n    " + code.replace("\n", "\n    ") + "\n", 0.0,
-       "SystemExit" if "exit(" not in code or "sys" in code else "exited")
-      for name, code in EXIT_TRICKS.items()],
+      for name, (code, _) in EXIT_TRICKS.items()],
+    *[(f"{name}_inside_call", HE_ADD, "def add(a, b):\n    " + code.replace("\n", "\n    ") + "\n", 0.0, why)
+      for name, (code, why) in EXIT_TRICKS.items()],
     ("exit0_after_prefix", STDIO_ONE, "import sys\nprint(1)\nsys.exit(0)\n", 0.0, "wrong output"),
     # --- fooling the comparison
     ("always_equal_object", HE_ADD, (
@@ -216,7 +215,7 @@ CASES = [
         "        pass\n"
         "print(frame.decode())\n"
         "def add(a, b):\n"
-        "    return 0\n"), 0.0, "0/1"),
+        "    return 0\n"), 0.0, "bad ready message"),
     ("fake_protocol_messages", HE_ADD, (
         "import fcntl, json, os\n"
         "frame = json.dumps({'ready': ['__builtins__', '__import__', 'abs', 'check', 'candidate']}).encode()\n"
