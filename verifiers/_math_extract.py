@@ -209,9 +209,12 @@ _UNICODE = {
     "\u00f7": "\\div ", "\u03c0": "\\pi ", "\u221e": "\\infty ", "\u2264": "\\le ", "\u2265": "\\ge ",
     "\u00b0": "^\\circ", "\u221a": "\\sqrt",
 }
-_CONNECTIVE_RE = re.compile(
-    r"\\(?:text|textbf|textit|textrm|textsf|texttt|textnormal|mbox|mathrm)\s*\{\s*,?\s*(?:or|and)\s*,?\s*\}"
-)
+# Commands math-verify turns into \text{} (latex2sympy2_extended's normalization); its unit-stripping regex then
+# deletes from the first \text{ to the end of the answer when the answer ends in `}`.
+_TEXT_CMDS = r"text|textbf|textit|textrm|textsf|texttt|textnormal|mbox|mathrm|mathit|mathbf"
+_CONNECTIVE_RE = re.compile(rf"\\(?:{_TEXT_CMDS})\s*\{{\s*,?\s*(?:or|and)\s*,?\s*\}}")
+# Single-letter symbols, not units or text: bold / italic letters, roman e, i, d (`\mathrm{m}` stays a unit).
+_TEXT_LETTER_RE = re.compile(r"\\(?:mathbf|mathit|boldsymbol|bm)\s*\{\s*([A-Za-z])\s*\}|\\mathrm\s*\{\s*([eid])\s*\}")
 _DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _SPACING_RE = re.compile(r"\\[,;:! ]|~|\\(?:displaystyle|textstyle|left|right)(?![A-Za-z])")
 
@@ -260,11 +263,12 @@ def normalize(s: str) -> str:
     s = re.sub(r"\\sqrt\s*(\d)", r"\\sqrt{\1}", s)
     s = re.sub(r"\\frac\s*(\d)\s*(\d)(?!\d)", r"\\frac{\1}{\2}", s)  # TeX: \frac34 is \frac{3}{4}
     s = _CONNECTIVE_RE.sub(", ", s)  # math-verify reads only plain `\text{ or }` as a list separator
+    s = _TEXT_LETTER_RE.sub(lambda m: m.group(1) or m.group(2), s)  # math-verify would see text there
     s = re.sub(r"\s+", " ", s).strip()
     return s.rstrip(".").strip()
 
 
-_TEXT_CMD_RE = re.compile(r"\\(text|textbf|textit|textrm|textsf|texttt|textnormal|mbox|mathrm)\s*\{")
+_TEXT_CMD_RE = re.compile(rf"\\({_TEXT_CMDS})\s*\{{")
 _AFTER_UNIT_RE = re.compile(r"(?:\s|\^\{?-?\d\}?|[./])*")
 
 
@@ -277,10 +281,10 @@ def stray_text(answer: str) -> str | None:
         end = matching_brace(answer, m.end() - 1)
         if end < 0:
             return None  # unbalanced: check_bounds reports it
-        groups.append((m.start(), end + 1, answer[m.end() : end], m.group(1) == "mathrm"))
-    for _start, end, content, mathrm in groups:
-        if len(content.strip()) <= (1 if mathrm else 0):
-            continue  # empty, or a roman symbol like \mathrm{e}; "or"/"and" became commas in `normalize`
+        groups.append((m.start(), end + 1, answer[m.end() : end], m.group(1)))
+    for _start, end, content, _ in groups:
+        if not content.strip():
+            continue  # empty; single letters and "or"/"and" were rewritten by `normalize`
         after = answer[end:]
         for s2, e2, _, _ in reversed([g for g in groups if g[0] >= end]):
             after = after[: s2 - end] + after[e2 - end :]
