@@ -269,7 +269,7 @@ def normalize(s: str) -> str:
 
 
 _TEXT_CMD_RE = re.compile(rf"\\({_TEXT_CMDS})\s*\{{")
-_AFTER_UNIT_RE = re.compile(r"(?:\s|\^\{?-?\d\}?|[./])*")
+_AFTER_UNIT_RE = re.compile(r"(?:\s|\^\{?-?\d\}?|[./]|\\cdot)*")
 
 
 def stray_text(answer: str) -> str | None:
@@ -291,3 +291,24 @@ def stray_text(answer: str) -> str | None:
         if not _AFTER_UNIT_RE.fullmatch(after):
             return content.strip()  # more math follows the text
     return None
+
+
+_UNIT_TEXT_RE = re.compile(
+    r"\s*(?:/|\\cdot)?\s*\\(?:text|mbox|mathrm|textrm|textnormal|operatorname)\{\s*[A-Za-z][A-Za-z .]*\}"
+    r"(?:\^\{?-?\d\}?)?\s*$"
+)
+_UNIT_WORDS_RE = re.compile(r"(?<=[\d}])\s+[A-Za-z]{2,}(?:\s+[A-Za-z]{2,})*\s*$")
+_DEGREE_RE = re.compile(r"\s*(?:\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree)\s*$")
+
+
+def strip_units(s: str) -> str:
+    """Drop trailing units: `\\text{ cm}^2`, `\\mathrm{m}`, ` apples` after a number, `^\\circ`. Never to empty.
+
+    Done here rather than by math-verify, whose unit list holds single letters (m, s, t, h, g, ...) and so
+    reads `3n + 2m` as `3n + 2`."""
+    for _ in range(3):
+        stripped = _DEGREE_RE.sub("", _UNIT_WORDS_RE.sub("", _UNIT_TEXT_RE.sub("", s))).strip()
+        if not stripped or stripped == s:
+            break
+        s = stripped
+    return s

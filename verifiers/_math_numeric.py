@@ -18,6 +18,8 @@ from fractions import Fraction
 
 from mpmath.ctx_mp import MPContext
 
+from verifiers._math_extract import strip_units
+
 DPS = 60  # significant digits for irrational values
 MAX_BITS = 100_000  # |value| must lie in 2^(±MAX_BITS); exact numerators/denominators are capped alike
 WORK_BITS = 3_000_000  # total size of exact intermediate results per evaluation (bounds CPU time)
@@ -69,11 +71,6 @@ class Num:
     scale: int = 1  # 100 for the "p" reading of `p\%`
 
 
-_UNIT_TEXT_RE = re.compile(
-    r"\s*\\(?:text|mbox|mathrm|textrm|textnormal|operatorname)\{\s*[A-Za-z][A-Za-z .]*\}(?:\^\{?\d\}?)?\s*$"
-)
-_UNIT_WORDS_RE = re.compile(r"(?<=[\d}])\s+[A-Za-z]{2,}(?:\s+[A-Za-z]{2,})*\s*$")
-_DEGREE_RE = re.compile(r"\s*(?:\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree)\s*$")
 _VAR_RE = re.compile(r"[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?")
 _LITERAL_RE = re.compile(
     r"[-+]?(?:(?:\d{1,3}(?:(?:,|\{,\})\d{3})+|\d+)(?:\.\d*)?|\.\d+)(?:(?:\\times|\\cdot)10\^\{?[-+]?\d+\}?)?"
@@ -111,8 +108,7 @@ def split_core(s: str) -> tuple[str, bool, str | None]:
     if m:
         s = m.group(1).strip()
     s = re.sub(r"^(?:\\\$|\$)\s*", "", s)
-    for _ in range(3):
-        s = _DEGREE_RE.sub("", _UNIT_WORDS_RE.sub("", _UNIT_TEXT_RE.sub("", s)))
+    s = strip_units(s)
     percent = False
     if s.endswith("\\%") or s.endswith("%"):
         percent, s = True, s[: -2 if s.endswith("\\%") else -1].rstrip()

@@ -57,9 +57,14 @@ def _exit_with_parent() -> None:
 
 @lru_cache(maxsize=4096)
 def _parse(latex: str) -> tuple:
-    from math_verify import LatexExtractionConfig, parse
+    from math_verify import LatexExtractionConfig, LatexNormalizationConfig, parse
 
-    config = [LatexExtractionConfig(boxed_match_priority=0)]
+    # units=False: its unit list has single letters (m, s, t, ...), so `3n + 2m` would read as `3n + 2`;
+    # the parent strips real units (`strip_units`) before sending.
+    normalization = LatexNormalizationConfig(
+        basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all", equations=False
+    )
+    config = [LatexExtractionConfig(boxed_match_priority=0, normalization_config=normalization)]
     return tuple(parse("\\boxed{" + latex + "}", extraction_config=config, parsing_timeout=None))
 
 

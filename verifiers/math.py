@@ -60,6 +60,7 @@ from verifiers._math_extract import (
     normalize,
     squash,
     stray_text,
+    strip_units,
 )
 from verifiers._math_numeric import NotNumeric, Num, TooLarge, evaluate, false_chain, numbers_match
 from verifiers._math_pool import WorkerCrashed, WorkerTimeout, get_pool
@@ -184,7 +185,7 @@ def _prepare(completion, reference, question, opts: _Options) -> Verdict | _Job:
         return Verdict(float(same), "ok", raw, "equal (numeric)" if same else "not equal (numeric)")
     if ref.too_large:
         return Verdict(0.0, "parse_error", raw, f"reference: {ref.too_large}")
-    return _Job(raw, (answer, ref.text, opts.rel_tol))
+    return _Job(raw, (strip_units(answer), strip_units(ref.text), opts.rel_tol))
 
 
 class _Cache:
