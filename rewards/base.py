@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewards.boxed import boxed_int_match
+from rewards.boxed import boxed_format, boxed_int_match
 
 RewardFn = Callable[..., Any]
 
 BUILTINS: dict[str, RewardFn] = {
     "boxed_int": boxed_int_match,
+    "boxed_format": boxed_format,
 }
 
 

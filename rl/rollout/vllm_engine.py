@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+
 import torch
 
 from rl.rollout.base import Completion, RolloutEngine, SamplingSpec

@@ -1,0 +1,115 @@
+"""Config layer: YAML + overrides, did-you-mean errors, --help / --check, and fail-fast input checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rl.config import GRPOConfig
+from rl.config_io import ConfigError, load_config
+
+ROOT = Path(__file__).parents[1]
+REQUIRED_KEYS = ["model.path", "output_dir", "trainer.max_steps", "trainer.lr", "data.prompts_per_step", "rollout.n",
+                 "rollout.backend", "rollout.max_new_tokens", "rollout.temperature", "rollout.workers"]
+
+
+def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rl.grpo", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("examples/**/*.yaml")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_example_config_parses(path: Path) -> None:
+    cfg = load_config(GRPOConfig, path)
+    assert cfg.trainer.max_steps >= 1
+
+
+def test_examples_exist() -> None:
+    assert list(ROOT.glob("examples/**/*.yaml")), "no example configs found"
+
+
+def test_required_key_names_exist() -> None:
+    cfg = load_config(GRPOConfig, None, ["output_dir=x", "model.path=m", "data.train=d.jsonl", "trainer.max_steps=1",
+                                          "rewards=[{name: boxed_int}]"])
+    dumped = cfg.model_dump()
+    for key in REQUIRED_KEYS:
+        node = dumped
+        for part in key.split("."):
+            node = node[part]
+    assert cfg.rollout.backend in ("vllm", "hf")
+
+
+def test_overrides_are_typed_and_index_lists(tmp_path: Path, make_config) -> None:
+    path = make_config()
+    cfg = load_config(GRPOConfig, path, ["trainer.lr=1e-6", "rollout.n=16", "rewards.0.weight=0.5",
+                                         "algorithm.loss.eps_high=0.28", "model.lora={r: 4}"])
+    assert cfg.trainer.lr == 1e-6 and cfg.rollout.n == 16 and cfg.rewards[0].weight == 0.5
+    assert cfg.algorithm.loss.eps_high == 0.28 and cfg.model.lora.r == 4
+
+
+def test_unknown_key_suggests_the_closest(tmp_path: Path, make_config) -> None:
+    path = make_config()
+    with pytest.raises(ConfigError) as err:
+        load_config(GRPOConfig, path, ["trainer.learning_rat=1e-6"])
+    assert "trainer.learning_rat: unknown key" in str(err.value)
+    with pytest.raises(ConfigError, match=r"did you mean 'rollout.temperature'"):
+        load_config(GRPOConfig, path, ["rollout.temperatur=0.7"])
+
+
+def test_bad_values_name_the_key(tmp_path: Path, make_config) -> None:
+    path = make_config()
+    with pytest.raises(ConfigError, match=r"rollout.n: .*greater than or equal to 2"):
+        load_config(GRPOConfig, path, ["rollout.n=1"])
+    with pytest.raises(ConfigError, match=r"rollout.backend: .*'vllm' or 'hf'"):
+        load_config(GRPOConfig, path, ["rollout.backend=sglang"])
+    with pytest.raises(ConfigError, match=r"exactly one of `name:`"):
+        load_config(GRPOConfig, path, ["rewards=[{weight: 1.0}]"])
+    with pytest.raises(ConfigError, match="must look like key.sub_key=value"):
+        load_config(GRPOConfig, path, ["trainer.lr"])
+
+
+def test_help_lists_keys_with_docs() -> None:
+    out = _cli("--help")
+    assert out.returncode == 0
+    for key in REQUIRED_KEYS:
+        assert key in out.stdout, key
+    assert "Completions per prompt (the GRPO group size)." in out.stdout
+
+
+def test_check_validates_without_loading(tmp_path: Path, make_config) -> None:
+    path = make_config()
+    out = _cli("--config", str(path), "--check", "rollout.n=4")
+    assert out.returncode == 0, out.stderr
+    assert "config ok: 64 training prompts" in out.stdout
+    assert not (tmp_path / "run").exists()  # nothing written, nothing loaded
+
+
+def test_bad_key_fails_fast_naming_it(tmp_path: Path, make_config) -> None:
+    out = _cli("--config", str(make_config()), "trainer.max_step=3")
+    assert out.returncode == 2
+    assert "trainer.max_step: unknown key — did you mean 'trainer.max_steps'?" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_model_fails_fast_naming_it(tmp_path: Path, make_config) -> None:
+    out = _cli("--config", str(make_config()), f"model.path={tmp_path}/no_such_model")
+    assert out.returncode == 2
+    assert "no_such_model" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_row_without_prompt_fails_fast_naming_row(tmp_path: Path, make_config) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "ok"}\n{"prompt": "fine"}\n{"question": "where is my prompt"}\n')
+    out = _cli("--config", str(make_config()), f"data.train={bad}")
+    assert out.returncode == 2
+    assert f"{bad}: row 3 has no `prompt` column (columns: question)" in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_reward_fails_fast(tmp_path: Path, make_config) -> None:
+    out = _cli("--config", str(make_config()), "rewards=[{name: boxed_intt}]")
+    assert out.returncode == 2
+    assert "rewards.0: unknown reward name 'boxed_intt' — did you mean 'boxed_int'?" in out.stderr
