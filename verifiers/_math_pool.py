@@ -46,6 +46,7 @@ class _Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
+            cwd=_ROOT,  # `-m` puts the cwd first on sys.path: from inside verifiers/, math.py would be `math`
             start_new_session=True,  # Ctrl-C in the caller's terminal is the caller's business
         )
         self.ready = False
