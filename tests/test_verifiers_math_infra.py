@@ -146,9 +146,12 @@ def test_cli_prints_a_summary(tmp_path):
 def ray_session():
     ray = pytest.importorskip("ray")
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tests/ is not an importable package
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    started_here = not ray.is_initialized()  # another test module may have left Ray running
+    if started_here:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
-    ray.shutdown()
+    if started_here:
+        ray.shutdown()
 
 
 class GraderActor:
