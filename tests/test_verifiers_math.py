@@ -456,6 +456,7 @@ _JUNK = bytes((i * 7919 + 13) % 256 for i in range(5000)).decode("latin-1")
         (r"\boxed{9^{9^{9^{9}}}}", r"\pi", "parse_error"),
         (r"\boxed{2^{-10^{10}}}", "0.5", "parse_error"),
         (r"\boxed{10!!!!}", "3.5", "parse_error"),
+        (r"\boxed{10^{10^{10}} = 5}", "5", "parse_error"),
         (r"\boxed{e^{10^{6}}}", r"\pi", "parse_error"),
         (r"\boxed{5", "5", "parse_error"),
         (r"\boxed{\frac{1}{2}", "0.5", "parse_error"),

@@ -169,9 +169,9 @@ def _prepare(completion, reference, question, opts: _Options) -> Verdict | _Job:
     text = stray_text(answer)
     if text is not None:
         return Verdict(0.0, "ok", raw, f"text inside the answer ({_clip(text, 40)!r}) is not graded as math")
-    if false_chain(answer, opts.rel_tol):
-        return Verdict(0.0, "ok", raw, "a chain of equalities between different numbers")
     try:
+        if false_chain(answer, opts.rel_tol):
+            return Verdict(0.0, "ok", raw, "a chain of equalities between different numbers")
         num = evaluate(answer)
     except NotNumeric:
         num = None
