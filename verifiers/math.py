@@ -12,7 +12,8 @@ tests/test_verifiers_math.py has one test group per line of it.
 
 How a verdict is reached, cheapest first (each step is the policy, not a heuristic short cut):
 1. Extraction and input bounds in the caller's process (`verifiers._math_extract`): linear-time string code.
-2. Text identical to the reference (after light normalization) is correct.
+2. Text identical to the reference (after light normalization) is correct; hedges inside one box (text
+   between two values, a chain of different numbers) and echoes of the question are wrong.
 3. Purely numeric answers are decided in the caller's process by an exact / 60-digit evaluator
    (`verifiers._math_numeric`): integers, fractions, decimals, `\\sqrt`, `\\pi`, percentages, units.
 4. Everything else (symbolic expressions, sets, intervals, matrices, equations, text) goes to HF math-verify
