@@ -216,7 +216,7 @@ _CONNECTIVE_RE = re.compile(rf"\\(?:{_TEXT_CMDS})\s*\{{\s*,?\s*(?:or|and)\s*,?\s
 # Single-letter symbols, not units or text: bold / italic letters, roman e, i, d (`\mathrm{m}` stays a unit).
 _TEXT_LETTER_RE = re.compile(r"\\(?:mathbf|mathit|boldsymbol|bm)\s*\{\s*([A-Za-z])\s*\}|\\mathrm\s*\{\s*([eid])\s*\}")
 _DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
-_SPACING_RE = re.compile(r"\\[,;:! ]|~|\\(?:displaystyle|textstyle|left|right)(?![A-Za-z])")
+_SPACING_RE = re.compile(r"\\[,;: ]|~|\\(?:displaystyle|textstyle|left|right)(?![A-Za-z])")
 
 
 def _strip_delims(s: str) -> str:
@@ -258,7 +258,7 @@ def normalize(s: str) -> str:
         s = s.replace(k, v)
     s = _strip_delims(s)
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    s = _SPACING_RE.sub(" ", s)
+    s = _SPACING_RE.sub(" ", s.replace("\\!", ""))  # `1,\!000`: a negative space joins
     s = _sqrt_parens(s)
     s = re.sub(r"\\sqrt\s*(\d)", r"\\sqrt{\1}", s)
     s = re.sub(r"\\frac\s*(\d)\s*(\d)(?!\d)", r"\\frac{\1}{\2}", s)  # TeX: \frac34 is \frac{3}{4}
