@@ -28,7 +28,8 @@ $(STAMP): pyproject.toml Makefile
 	@touch $@
 
 demo: setup
-	$(PY) -m rl.demo
+	$(PY) -m rl.models fetch smollm2-135m-instruct
+	$(PY) -m rl.grpo --config examples/arithmetic/config.yaml
 
 test: setup
 	$(PY) -m pytest -q --durations=15

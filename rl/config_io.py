@@ -28,7 +28,15 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} must look like key.sub_key=value (e.g. trainer.lr=1e-6)")
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    # Free text such as `data.system_prompt=Example: 1 + 2 = 3` stays a string; mappings and lists must be
+    # written explicitly as {...} / [...].
+    if isinstance(value, dict | list) and not raw.strip().startswith(("{", "[")):
+        value = raw
+    return key.strip().split("."), value
 
 
 def apply_override(tree: dict, path: list[str], value: Any) -> None:

@@ -173,12 +173,15 @@ class Learner:
         self.policy.save_pretrained(path)
         torch.save(
             {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-             "torch_rng": torch.get_rng_state()},
+             "torch_rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None},
             path / "training_state.pt",
         )
 
     def _load_training_state(self, path: Path) -> None:
-        state = torch.load(path / "training_state.pt", weights_only=False)
+        state = torch.load(path / "training_state.pt", weights_only=False, map_location="cpu")  # RNG states must stay on CPU; the optimizer moves its own state
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda_rng"])

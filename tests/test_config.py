@@ -47,6 +47,8 @@ def test_overrides_are_typed_and_index_lists(tmp_path: Path, make_config) -> Non
                                          "algorithm.loss.eps_high=0.28", "model.lora={r: 4}"])
     assert cfg.trainer.lr == 1e-6 and cfg.rollout.n == 16 and cfg.rewards[0].weight == 0.5
     assert cfg.algorithm.loss.eps_high == 0.28 and cfg.model.lora.r == 4
+    text = load_config(GRPOConfig, path, ["data.system_prompt=Example: 1 + 2 = 3. - done"]).data.system_prompt
+    assert text == "Example: 1 + 2 = 3. - done"
 
 
 def test_unknown_key_suggests_the_closest(tmp_path: Path, make_config) -> None:

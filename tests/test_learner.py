@@ -81,7 +81,7 @@ def test_checkpoint_is_an_hf_model_and_resumes_optimizer(tiny_model: Path, tmp_p
     learner.save(str(tmp_path / "ckpt"))
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt")
     for name, p in learner.policy.model.named_parameters():
-        assert torch.equal(dict(loaded.named_parameters())[name], p.detach()), name
+        assert torch.equal(dict(loaded.named_parameters())[name], p.detach().cpu()), name
     resumed = Learner(str(tiny_model), ModelConfig(path=str(tiny_model)), TrainerConfig(max_steps=1, lr=1e-2),
                       AlgorithmConfig(), temperature=1.0, resume_from=str(tmp_path / "ckpt"))
     assert resumed.optimizer.state_dict()["state"].keys() == learner.optimizer.state_dict()["state"].keys()
@@ -98,4 +98,15 @@ def test_lora_checkpoint_has_merged_model_and_adapter(tiny_model: Path, tmp_path
     assert (tmp_path / "ckpt" / "adapter" / "adapter_config.json").is_file()
     loaded = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt").named_parameters())
     for name, tensor in learner.policy.merged_weights():
-        assert torch.allclose(loaded[name], tensor.detach(), atol=1e-6), name
+        assert torch.allclose(loaded[name], tensor.detach().cpu(), atol=1e-6), name
+
+
+def test_several_updates_per_batch_reuse_the_sampling_logprobs(tiny_model: Path) -> None:
+    # μ = 4 updates on one batch: π_old stays the sampling-time logprobs, so the ratio drifts from 1 and
+    # clipping engages, while μ = 1 on a fresh learner starts at ratio ≈ 1 with nothing clipped.
+    batch, scorer = _batch(), _learner(tiny_model)
+    batch.old_logprobs = [scorer.score(p, c) for p, c in zip(batch.prompt_ids, batch.completion_ids)]
+    once = _learner(tiny_model).train(batch)
+    reused = _learner(tiny_model, updates_per_batch=4, lr=5e-2).train(batch)
+    assert once["clip_frac"] < 0.01 and abs(once["ratio_mean"] - 1) < 0.01
+    assert reused["clip_frac"] > 0.05
