@@ -13,9 +13,10 @@ ROWS = [{"prompt": "What is 1 + 1?", "answer": 2}, {"prompt": [{"role": "user", 
 
 
 def test_jsonl_parquet_and_dataset_dir_load_the_same_rows(tmp_path: Path) -> None:
-    import datasets
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    import datasets
 
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     flat = [{"prompt": "a", "answer": 1}, {"prompt": "b", "answer": 2}]  # parquet columns need one type
