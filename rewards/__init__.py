@@ -2,12 +2,18 @@
 
     fn(prompts: list, completions: list, **columns) -> list[float | None]
 
-`columns` holds every dataset column of each sample's row (repeated per completion), plus `completion_ids`
-and `step`. `None` means "not applicable to this sample" and is left out of the weighted sum. `async def`
-functions are awaited concurrently. Built-ins are registered in `BUILTINS`; user functions are named
-`package.module:function` or `path/to/file.py:function`.
+`columns` holds every dataset column of each sample's row (repeated per completion), plus `completion_ids`,
+`step`, `rendered_prompt` (the prompt text after the chat template) and `max_completion_tokens`. `None` means
+"not applicable to this sample" and is left out of the weighted sum; a reward may also return
+`Failed(reason)` for a sample it could not grade (counted as an error, not a reward). `async def` functions are
+awaited concurrently. Sources of a reward (`build_spec`): a built-in `name` (`BUILTINS`), a user `fn`
+(`package.module:function` or `path/to/file.py:function`), a `judge` LLM grading against a reference
+(`rewards.judge`), or a learned reward `model` (`rewards.reward_model`).
 """
 
-from rewards.base import BUILTINS, RewardSpec, WeightedRewards, load_reward_fn
+from rewards.base import BUILTINS, DRIVER_COLUMNS, Failed, RewardError, RewardSpec, load_reward_fn
+from rewards.build import build_spec
+from rewards.runner import WeightedRewards, call_reward
 
-__all__ = ["BUILTINS", "RewardSpec", "WeightedRewards", "load_reward_fn"]
+__all__ = ["BUILTINS", "DRIVER_COLUMNS", "Failed", "RewardError", "RewardSpec", "WeightedRewards", "build_spec",
+           "call_reward", "load_reward_fn"]

@@ -1,27 +1,81 @@
-"""Loading reward functions by name / path, calling them under the contract, and the weighted sum."""
+"""The reward contract: loading functions by name / path, checking them before any model loads, `Failed`.
+
+    fn(prompts: list, completions: list, **columns) -> list[float | None | Failed]
+
+A value is a reward; `None` means "not applicable to this sample"; `Failed(reason)` means "could not be graded"
+(a verifier timeout, an HTTP error, an unparseable judge reply): like `None` it is left out of the weighted sum,
+but it is counted as an error in the metrics. Plain TRL reward functions never return `Failed` and work unchanged.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import importlib
 import importlib.util
 import inspect
 import math
-import time
+import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from rewards import ifeval, rules
 from rewards.boxed import boxed_format, boxed_int_match
 
 RewardFn = Callable[..., Any]
+OnError = Literal["raise", "skip"]
 
 BUILTINS: dict[str, RewardFn] = {
+    "math": rules.math_reward,
+    "code": rules.code,
+    "format": rules.think_format,
+    "overlong": rules.overlong,
+    "length": rules.length,
+    "instructions": ifeval.instructions,
     "boxed_int": boxed_int_match,
     "boxed_format": boxed_format,
 }
+
+# Keyword arguments the GRPO driver adds to the dataset columns on every call.
+DRIVER_COLUMNS = frozenset({"completion_ids", "step", "rendered_prompt", "max_completion_tokens"})
+_CONTRACT = ("prompts", "completions")
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A sample the reward could not grade (infrastructure outcome, not a reward): `reason` says why."""
+
+    reason: str
+
+
+class RewardError(RuntimeError):
+    """A reward function raised (or returned something outside the contract); the message names the reward,
+    the sample index and the start of its prompt."""
+
+
+@dataclass
+class RewardSpec:
+    """One configured reward: a label for metrics, the callable, its weight, fixed kwargs and the error policy."""
+
+    label: str
+    func: RewardFn
+    weight: float = 1.0
+    kwargs: dict = field(default_factory=dict)
+    on_error: OnError = "raise"
+    needs_columns: tuple[str, ...] = ()
+    """Dataset columns the reward reads (checked against the data before any model loads)."""
+
+    def check_columns(self, available: set[str]) -> None:
+        """Raise ValueError naming the first column this reward needs that the data does not have."""
+        for name in self.needs_columns:
+            if name not in available:
+                raise ValueError(
+                    f"reward {self.label!r} needs the dataset column {name!r}, which the data does not have "
+                    f"(columns: {', '.join(sorted(available - DRIVER_COLUMNS)) or 'none'}); "
+                    "add it to the data or point the reward at another column"
+                )
 
 
 def load_reward_fn(name: str | None = None, fn: str | None = None) -> RewardFn:
@@ -39,8 +93,23 @@ def load_reward_fn(name: str | None = None, fn: str | None = None) -> RewardFn:
             raise ValueError(f"unknown reward name {name!r}{hint} (built-ins: {', '.join(sorted(BUILTINS))})")
         return BUILTINS[name]
     func = _import_function(fn)
-    _check_signature(func, fn)
+    check_signature(func, fn, {})
     return func
+
+
+def function_spec(
+    *, name: str | None = None, fn: str | None = None, weight: float = 1.0, kwargs: dict | None = None,
+    on_error: OnError = "raise", label: str | None = None,
+) -> RewardSpec:
+    """A `RewardSpec` for a built-in or user function, with its kwargs and needed columns checked."""
+    func = load_reward_fn(name, fn)
+    kwargs = dict(kwargs or {})
+    ref = name or fn
+    if name is not None:
+        _check_builtin_kwargs(func, name, kwargs)
+    check_signature(func, ref, kwargs)
+    label = label or name or fn.rpartition(":")[2]
+    return RewardSpec(label, func, weight, kwargs, on_error, needed_columns(func, kwargs))
 
 
 def _import_function(ref: str) -> RewardFn:
@@ -51,9 +120,14 @@ def _import_function(ref: str) -> RewardFn:
         path = Path(target)
         if not path.is_file():
             raise ValueError(f"reward fn {ref!r}: file {target!r} not found")
-        spec = importlib.util.spec_from_file_location(f"user_reward_{path.stem}", path)
+        module_name = "user_reward_" + re.sub(r"\W", "_", str(path.resolve()))
+        spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        sys.modules[module_name] = module  # so dataclasses / pickling inside the user's file work
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            raise ValueError(f"reward fn {ref!r}: importing {target!r} failed: {type(e).__name__}: {e}") from None
     else:
         try:
             module = importlib.import_module(target)
@@ -65,71 +139,64 @@ def _import_function(ref: str) -> RewardFn:
     return func
 
 
-def _check_signature(func: RewardFn, ref: str) -> None:
+def check_signature(func: RewardFn, ref: str, kwargs: dict) -> None:
+    """The function must accept `prompts=`, `completions=`, `step=`, `completion_ids=` and the kwargs as keyword
+    arguments (that is how it is called, as TRL calls it: TRL-style `def f(completions, **kwargs)` works).
+    Required parameters beyond those are dataset columns (`needed_columns`), checked against the data."""
     try:
-        inspect.signature(func).bind([], [], step=0, completion_ids=[])
+        inspect.signature(func).bind_partial(**{"prompts": [], "completions": [], "step": 0, "completion_ids": [], **kwargs})
     except TypeError as e:
+        extra = f" with kwargs {sorted(kwargs)}" if kwargs else ""
         raise ValueError(
-            f"reward fn {ref!r} must accept (prompts, completions, **columns); calling it that way fails: {e}"
+            f"reward fn {ref!r} must accept (prompts, completions, **columns){extra}; calling it that way fails: {e}"
         ) from None
 
 
-def call_reward(func: RewardFn, prompts: list, completions: list, columns: dict[str, list]) -> list[float | None]:
-    """Call one reward under the contract (awaiting it if async) and check its output."""
-    out = func(prompts, completions, **columns)
-    if inspect.isawaitable(out):
-        out = asyncio.run(_await(out))
-    return _validated(out, len(completions), getattr(func, "__name__", repr(func)))
+def _check_builtin_kwargs(func: RewardFn, name: str, kwargs: dict) -> None:
+    """Built-ins swallow columns with `**columns`, so a misspelt option would pass silently: check names."""
+    params = inspect.signature(func).parameters
+    options = [p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY and p not in DRIVER_COLUMNS]
+    for key in kwargs:
+        if key not in options:
+            close = difflib.get_close_matches(key, options, n=1)
+            hint = f" — did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"reward {name!r} has no option {key!r}{hint} (options: {', '.join(options) or 'none'})")
 
 
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
-
-
-def _validated(values: Any, n: int, name: str) -> list[float | None]:
-    if not isinstance(values, Sequence) or len(values) != n:
-        got = len(values) if isinstance(values, Sequence) else type(values).__name__
-        raise ValueError(f"reward {name!r} returned {got} values for {n} completions")
-    clean: list[float | None] = []
-    for i, v in enumerate(values):
-        if v is None:
-            clean.append(None)
+def needed_columns(func: RewardFn, kwargs: dict) -> tuple[str, ...]:
+    """Columns a function reads: required named parameters that kwargs do not fill, and the value of every
+    `*_column` option (configured or default)."""
+    needed = []
+    for p in inspect.signature(func).parameters.values():
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.name in _CONTRACT:
             continue
-        v = float(v)
-        if not math.isfinite(v):
-            raise ValueError(f"reward {name!r} returned {v} for sample {i}")
-        clean.append(v)
-    return clean
+        if p.name.endswith("_column"):
+            value = kwargs.get(p.name, p.default)
+            if isinstance(value, str):
+                needed.append(value)
+        elif p.default is p.empty and p.name not in kwargs and p.name not in DRIVER_COLUMNS:
+            needed.append(p.name)
+    return tuple(needed)
 
 
-@dataclass
-class RewardSpec:
-    """One configured reward: a label for metrics, the function, its weight and fixed kwargs."""
+def validated(values: Any, n: int, label: str) -> list[float | None | Failed | ValueError]:
+    """Check a reward's output: a sequence of n values, each a finite number, None or Failed.
 
-    label: str
-    func: RewardFn
-    weight: float = 1.0
-    kwargs: dict = field(default_factory=dict)
-
-
-class WeightedRewards:
-    """The step reward: Σ_k w_k r_k over the rewards that returned a value for the sample."""
-
-    def __init__(self, specs: list[RewardSpec]):
-        self.specs = specs
-
-    def __call__(self, prompts: list, completions: list, columns: dict[str, list]) -> tuple[list[float], dict]:
-        """Returns (total reward per sample, metrics `reward/<label>/mean|none_rate|time_s`)."""
-        totals = [0.0] * len(completions)
-        metrics: dict[str, float] = {}
-        for spec in self.specs:
-            start = time.perf_counter()
-            values = call_reward(spec.func, prompts, completions, {**columns, **spec.kwargs})
-            present = [v for v in values if v is not None]
-            for i, v in enumerate(values):
-                if v is not None:
-                    totals[i] += spec.weight * v
-            metrics[f"reward/{spec.label}/mean"] = sum(present) / len(present) if present else float("nan")
-            metrics[f"reward/{spec.label}/none_rate"] = 1.0 - len(present) / max(len(values), 1)
-            metrics[f"reward/{spec.label}/time_s"] = time.perf_counter() - start
-        return totals, metrics
+    A wrong length raises ValueError (the whole batch is unusable); a bad single value becomes a ValueError
+    in its slot, so the caller can name the sample.
+    """
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence) or len(values) != n:
+        got = f"{len(values)} values" if isinstance(values, Sequence) else f"a {type(values).__name__}"
+        raise ValueError(f"reward {label!r} returned {got} for {n} completions (it must return one value each)")
+    out: list[float | None | Failed | ValueError] = []
+    for v in values:
+        if v is None or isinstance(v, Failed):
+            out.append(v)
+            continue
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            out.append(ValueError(f"returned {v!r}, not a number"))
+            continue
+        out.append(x if math.isfinite(x) else ValueError(f"returned {x}"))
+    return out

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rewards.settings import JudgeSettings, RewardModelSettings
+
 
 class Strict(BaseModel):
     """Base for every config section: unknown keys are errors; attribute docstrings become field docs."""
@@ -129,16 +131,30 @@ class RewardConfig(Strict):
     weight: float = 1.0
     """Weight in the summed reward."""
     name: str | None = None
-    """A built-in reward (see `rewards.BUILTINS`)."""
+    """A built-in reward (see `rewards.BUILTINS`): math, code, format, overlong, length, instructions, ..."""
     fn: str | None = None
     """A user function: `package.module:function` or `path/to/file.py:function`."""
+    judge: JudgeSettings | None = None
+    """A judge LLM grading the final answer against the reference (OpenAI-compatible endpoint or local vLLM)."""
+    model: RewardModelSettings | None = None
+    """A learned reward model (sequence classifier with one label) scoring (prompt, response)."""
     kwargs: dict = Field(default_factory=dict)
-    """Extra keyword arguments passed to the reward function on every call."""
+    """Options of a `name:`/`fn:` reward, passed as keyword arguments on every call (built-ins check the names)."""
+    label: str | None = None
+    """Name in the metrics `reward/<label>/...` (default: the built-in name, function name, `judge` or
+    `reward_model`); needed when two entries would get the same one."""
+    on_error: Literal["raise", "skip"] = "raise"
+    """A reward that raises: `raise` stops the run naming the reward, the sample and its prompt; `skip` makes
+    that sample's value None and counts it in `reward/<label>/errors`."""
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> RewardConfig:
-        if (self.name is None) == (self.fn is None):
-            raise ValueError("each rewards entry needs exactly one of `name:` (built-in) or `fn:` (module:function)")
+        given = [k for k in ("name", "fn", "judge", "model") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("each rewards entry needs exactly one of `name:` (built-in), `fn:` (module:function), "
+                             f"`judge:` (judge LLM) or `model:` (reward model); got {', '.join(given) or 'none'}")
+        if self.kwargs and (self.judge is not None or self.model is not None):
+            raise ValueError(f"`kwargs:` is for name:/fn: rewards; put {given[0]} options under `{given[0]}:`")
         return self
 
 

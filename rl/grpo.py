@@ -49,19 +49,28 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def preflight(cfg: GRPOConfig) -> Inputs:
-    """Fail fast, naming the bad key / file / row: model path, data rows, reward functions."""
-    from rewards import RewardSpec, WeightedRewards, load_reward_fn
+    """Fail fast, naming the bad key / file / row: model path, data rows, reward functions and their columns."""
+    from rewards import DRIVER_COLUMNS, WeightedRewards, build_spec
 
     check_model_path(cfg.model.path)
     rows = load_rows(cfg.data.train)
     eval_rows = load_rows(cfg.eval.data)[: cfg.eval.max_prompts] if cfg.eval else []
+    columns = [set().union(*rs) | DRIVER_COLUMNS for rs in (rows, eval_rows) if rs]
     specs = []
     for i, r in enumerate(cfg.rewards):
         try:
-            specs.append(RewardSpec(r.name or r.fn.rpartition(":")[2], load_reward_fn(r.name, r.fn), r.weight, r.kwargs))
+            spec = build_spec(name=r.name, fn=r.fn, judge=r.judge, model=r.model, weight=r.weight,
+                              kwargs=r.kwargs, on_error=r.on_error, label=r.label)
+            for available in columns:
+                spec.check_columns(available)
         except ValueError as e:
             raise ConfigError(f"rewards.{i}: {e}") from None
-    return Inputs(rows, eval_rows, WeightedRewards(specs), primary_reward=specs[0].label)
+        specs.append(spec)
+    try:
+        rewards = WeightedRewards(specs)
+    except ValueError as e:
+        raise ConfigError(f"rewards: {e}") from None
+    return Inputs(rows, eval_rows, rewards, primary_reward=specs[0].label)
 
 
 class Run:
@@ -192,13 +201,20 @@ def grpo_step(run: Run, step: int) -> dict[str, float]:
 
 
 def score_completions(run: Run, rows: list[dict], completions: list, step: int) -> tuple[list[float], dict]:
-    """Decode and call the rewards with the contract's arguments (prompts, completions, **columns)."""
+    """Decode and call the rewards with the contract's arguments: (prompts, completions, **columns), where
+    columns are the rows' dataset columns plus completion_ids, step, rendered_prompt, max_completion_tokens."""
     texts = run.tokenizer.batch_decode([c.token_ids for c in completions], skip_special_tokens=True)
     prompts = [r["prompt"] for r in rows]
     # TRL convention: chat prompts get chat completions (a one-message list), string prompts get strings.
     comps = [[{"role": "assistant", "content": t}] if isinstance(p, list) else t for p, t in zip(prompts, texts)]
-    columns = {k: [r.get(k) for r in rows] for k in rows[0] if k != "prompt"}
-    columns.update(completion_ids=[c.token_ids for c in completions], step=step)
+    names = dict.fromkeys(k for r in rows for k in r if k != "prompt")
+    columns = {k: [r.get(k) for r in rows] for k in names}
+    # Each row repeats rollout.n times: render its prompt once (the format reward reads what the template wrote).
+    unique = {id(r): r for r in rows}
+    rendered = {k: render_prompt(r["prompt"], run.tokenizer, run.cfg.data.system_prompt) for k, r in unique.items()}
+    columns.update(completion_ids=[c.token_ids for c in completions], step=step,
+                   rendered_prompt=[rendered[id(r)] for r in rows],
+                   max_completion_tokens=run.cfg.rollout.max_new_tokens)
     return run.inputs.rewards(prompts, comps, columns)
 
 

@@ -1,0 +1,43 @@
+"""From one `rewards:` config entry to a checked `RewardSpec` (before any model loads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rewards.base import OnError, RewardSpec, function_spec
+from rewards.settings import JudgeSettings, RewardModelSettings
+
+
+def build_spec(
+    *, name: str | None = None, fn: str | None = None, judge: JudgeSettings | None = None,
+    model: RewardModelSettings | None = None, weight: float = 1.0, kwargs: dict | None = None,
+    on_error: OnError = "raise", label: str | None = None,
+) -> RewardSpec:
+    """Exactly one of `name` (built-in), `fn` (user function), `judge` (judge LLM) or `model` (reward model).
+
+    Raises ValueError naming the problem: unknown name, missing function, wrong signature, unknown option,
+    unset API-key variable, missing reward-model directory. Nothing is loaded or started here.
+    """
+    sources = [k for k, v in {"name": name, "fn": fn, "judge": judge, "model": model}.items() if v is not None]
+    if len(sources) != 1:
+        raise ValueError(f"a reward needs exactly one of name / fn / judge / model, got {sources or 'none'}")
+    if name is not None or fn is not None:
+        return function_spec(name=name, fn=fn, weight=weight, kwargs=kwargs, on_error=on_error, label=label)
+    if kwargs:
+        raise ValueError(f"`kwargs` apply to name/fn rewards; set {sources[0]} options inside `{sources[0]}:`")
+    if judge is not None:
+        from rewards.judge import JudgeReward
+
+        columns = tuple(c for c in (judge.reference_column, judge.question_column) if c)
+        return RewardSpec(label or "judge", JudgeReward(judge), weight, {}, on_error, columns)
+    from rewards.reward_model import RewardModelReward
+
+    _check_model_path(model.path)
+    return RewardSpec(label or "reward_model", RewardModelReward(model), weight, {}, on_error, ())
+
+
+def _check_model_path(path: str) -> None:
+    local = Path(path).expanduser()
+    if local.exists() or path.startswith((".", "/", "~")) or path.count("/") != 1:
+        if not (local / "config.json").is_file():
+            raise ValueError(f"reward model path {path!r} is not a model directory (no config.json there)")
