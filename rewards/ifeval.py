@@ -89,17 +89,17 @@ def check_constraint(text: str, constraint: dict) -> bool:
 
 def instructions(
     prompts: list, completions: list, *, constraints_column: str | None = "constraints",
-    constraints: list[dict] | None = None, scoring: Literal["all", "fraction"] = "all", **columns: Any,
+    fixed_constraints: list[dict] | None = None, scoring: Literal["all", "fraction"] = "all", **columns: Any,
 ) -> list[float | None]:
     """1.0 when the answer satisfies every constraint of its row (`scoring: fraction`: the share satisfied);
     None for rows without constraints.
 
     constraints_column: the dataset column with each row's constraint list (or its JSON text).
-    constraints: one fixed list for every row instead (then set `constraints_column: null`).
+    fixed_constraints: one list for every row instead (then set `constraints_column: null`).
     """
-    if (constraints is None) == (constraints_column is None):
-        raise ValueError("instructions needs exactly one of `constraints_column` or `constraints`")
-    per_row = columns[constraints_column] if constraints_column else [constraints] * len(completions)
+    if (fixed_constraints is None) == (constraints_column is None):
+        raise ValueError("instructions needs exactly one of `constraints_column` or `fixed_constraints`")
+    per_row = columns[constraints_column] if constraints_column else [fixed_constraints] * len(completions)
     out: list[float | None] = []
     for completion, row in zip(completions, per_row):
         row = json.loads(row) if isinstance(row, str) else row

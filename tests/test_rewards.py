@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from rewards import BUILTINS, Failed, RewardError, RewardSpec, WeightedRewards, build_spec, call_reward, load_reward_fn
+from rewards import (
+    BUILTINS,
+    Failed,
+    RewardError,
+    RewardSpec,
+    WeightedRewards,
+    build_spec,
+    call_reward,
+    load_reward_fn,
+)
 from rl.config import GRPOConfig
 from rl.config_io import ConfigError, load_config
 
