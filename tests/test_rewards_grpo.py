@@ -1,0 +1,99 @@
+"""Rewards inside real GRPO runs (the CLI, Ray, the tiny Qwen3): a mix of built-ins and a user function with
+per-reward metrics in metrics.jsonl, and a reward model trained with `python -m rewards.train_rm` on synthetic
+preferences, checked on held-out pairs, then used as the reward."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).parents[1]
+TESTS = Path(__file__).parent
+PER_REWARD = ("mean", "none_rate", "errors", "time_s")
+
+
+def _grpo(config: Path) -> list[dict]:
+    out = subprocess.run([sys.executable, "-m", "rl.grpo", "--config", str(config)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = config.parent / "run"
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _rise(records: list[dict], key: str) -> tuple[float, float]:
+    return (sum(r[key] for r in records[:3]) / 3, sum(r[key] for r in records[-3:]) / 3)
+
+
+def test_grpo_mixes_math_format_and_a_user_function(make_config) -> None:
+    config = make_config(rewards=[
+        {"name": "math", "kwargs": {"extract": ["boxed", "last_number"]}},
+        {"name": "format", "weight": 0.2},
+        {"fn": f"{TESTS / 'toy_reward.py'}:digit_fraction", "weight": 1.0},
+    ])
+    records = _grpo(config)
+    assert [r["step"] for r in records] == list(range(1, 13))
+    for r in records:
+        for label in ("math", "format", "digit_fraction"):
+            for stat in PER_REWARD:
+                assert f"reward/{label}/{stat}" in r, (label, stat)
+            assert r[f"reward/{label}/errors"] == 0 and r[f"reward/{label}/none_rate"] == 0.0
+        # no None anywhere: the step reward is exactly the weighted sum of the per-reward means
+        weighted = r["reward/math/mean"] + 0.2 * r["reward/format/mean"] + r["reward/digit_fraction/mean"]
+        assert r["reward_mean"] == pytest.approx(weighted, abs=1e-5)
+    first, last = _rise(records, "reward/digit_fraction/mean")
+    assert last > first + 0.2, [round(r["reward/digit_fraction/mean"], 3) for r in records]
+
+
+def _pairs(n: int, seed: int) -> list[dict]:
+    """Prefer the response that contains the number the prompt asks for (the toy data's prompts)."""
+    rng = random.Random(seed)
+    filler = "the answer is so I count first then final result".split()
+    rows = []
+    for _ in range(n):
+        i = rng.randrange(64)
+        j = rng.choice([k for k in range(64) if k != i])
+        words = " ".join(rng.sample(filler, 3))
+        rows.append({"prompt": [{"role": "user", "content": f"Count to {i}"}],
+                     "chosen": f"{words} {i}", "rejected": f"{words} {j}"})
+    return rows
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_reward_model_trained_on_preferences_then_used_in_grpo(tiny_model: Path, make_config, tmp_path: Path) -> None:
+    from rewards.reward_model import RewardModelReward
+    from rewards.settings import RewardModelSettings
+
+    train = _write_jsonl(tmp_path / "prefs.jsonl", _pairs(2000, seed=0))
+    held_out = _pairs(200, seed=1)
+    rm_dir = tmp_path / "rm"
+    out = subprocess.run(
+        [sys.executable, "-m", "rewards.train_rm", "--data", str(train), "--model", str(tiny_model),
+         "--output", str(rm_dir), "--eval-data", str(_write_jsonl(tmp_path / "held_out.jsonl", held_out)),
+         "--epochs", "3", "--lr", "2e-3", "--batch-size", "32", "--torch-threads", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "held-out pair accuracy" in out.stdout
+    # the reward the RL run will use, on held-out pairs (measured: 0.95)
+    reward = RewardModelReward(RewardModelSettings(path=str(rm_dir), actor=False))
+    prompts = [r["prompt"] for r in held_out]
+    chosen = reward(prompts, [[{"role": "assistant", "content": r["chosen"]}] for r in held_out])
+    rejected = reward(prompts, [[{"role": "assistant", "content": r["rejected"]}] for r in held_out])
+    accuracy = sum(c > r for c, r in zip(chosen, rejected)) / len(held_out)
+    assert accuracy >= 0.9
+    assert json.loads((rm_dir / "eval.json").read_text())["pair_accuracy"] == pytest.approx(accuracy)
+
+    config = make_config(rewards=[{"model": {"path": str(rm_dir)}, "label": "rm"}], trainer={"max_steps": 8})
+    records = _grpo(config)
+    assert all(r["reward/rm/errors"] == 0 and r["reward/rm/none_rate"] == 0.0 for r in records)
+    first, last = _rise(records, "reward/rm/mean")
+    assert last > first + 1.0, [round(r["reward/rm/mean"], 2) for r in records]
