@@ -1,10 +1,12 @@
 """Running the configured rewards on a batch: all rewards at once, the weighted sum, per-reward metrics.
 
-Every reward of a step runs concurrently: `async def` rewards (and callables returning awaitables, such as the
-judge) on one event loop, plain functions each in its own thread (the judge, the reward-model actor and the
-verifiers' worker pools release the GIL while they wait). The step reward of sample i is
-Σ_k w_k r_k(i) over the rewards k that returned a number for it; `None` and `Failed` are left out (a sample no
-reward applies to gets 0).
+Rewards are called as TRL calls them, by keyword: `fn(prompts=..., completions=..., **columns)`, where the
+columns also carry TRL's `log_metric(name, value)` (averaged into `reward/<label>/<name>`) and a
+`trainer_state` with `global_step`. Every reward of a step runs concurrently: `async def` rewards (and callables
+returning awaitables, such as the judge) on one event loop, plain functions each in a thread of their own (the
+judge, the reward-model actor and the verifiers' worker pools release the GIL while they wait). The step reward
+of sample i is Σ_k w_k r_k(i) over the rewards k that returned a number for it; `None` and `Failed` are left out
+(a sample no reward applies to gets 0).
 
 A reward that raises (or returns something outside the contract) is re-run one sample at a time to find the
 samples that fail: with `on_error: raise` (default) the run stops with a `RewardError` naming the reward, the

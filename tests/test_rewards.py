@@ -224,3 +224,16 @@ def test_every_builtin_is_documented_and_checked() -> None:
     for name, func in BUILTINS.items():
         assert func.__doc__, name
         build_spec(name=name)  # signature and option checks pass with defaults
+
+
+def test_the_custom_reward_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rl.grpo import preflight
+
+    root = Path(__file__).parents[1]
+    monkeypatch.chdir(root)  # the example's paths are relative to the repository root, as in its README
+    inputs = preflight(load_config(GRPOConfig, "examples/custom_reward/config.yaml"))
+    assert [s.label for s in inputs.rewards.specs] == ["math", "shows_the_sum", "overlong"]
+    spec = inputs.rewards.specs[1]
+    completions = ["7 + 4 = 11, so \\boxed{11}", "7 + 4 = 12", "\\boxed{11}", "7 + 4 = 11 and 1 + 1 = 3", "x"]
+    got = call_reward(spec.func, ["q"] * 5, completions, {"a": [7, 7, 7, 7, None], "b": [4, 4, 4, 4, None]})
+    assert got == [1.0, 0.0, 0.0, 0.0, None]
