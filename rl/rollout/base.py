@@ -30,6 +30,7 @@ class Completion:
     token_ids: list[int]
     logprobs: list[float]
     finish_reason: str  # "stop" (EOS / stop token) or "length" (hit max_new_tokens)
+    loss_mask: list[int] | None = None  # 1 = sampled, 0 = inserted by the rollout (not trained on); None = all 1
 
 
 class RolloutEngine(ABC):

@@ -1,0 +1,164 @@
+"""rl.chat: renderings equal Qwen3's official template (rendered by transformers' jinja machinery), the
+thinking-fusion template agrees with `render`, and the mode rules (flags, latest wins, hard switch)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from rl.chat import (
+    EMPTY_THINK_BLOCK,
+    THINKING_FUSION_TEMPLATE,
+    chat_style,
+    render,
+    split_reasoning,
+    thinking_enabled,
+    use_thinking_template,
+)
+
+OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "qwen3_chat_template.jinja"
+
+SYS = {"role": "system", "content": "You are a careful assistant."}
+Q1 = {"role": "user", "content": "What is 2 + 3?"}
+Q2 = {"role": "user", "content": "And 4 + 5?"}
+A_INLINE = {"role": "assistant", "content": "<think>\n2 plus 3 is 5.\n</think>\n\nThe answer is 5."}
+A_FIELD = {"role": "assistant", "content": "The answer is 5.", "reasoning_content": "\n2 plus 3 is 5.\n"}
+A_EMPTY_BLOCK = {"role": "assistant", "content": "<think>\n\n</think>\n\nThe answer is 5."}
+A_PLAIN = {"role": "assistant", "content": "The answer is 5."}
+A_FINAL = {"role": "assistant", "content": "<think>\nadd\n\n</think>\n\n\nIt is 9."}
+TOOL_LIKE = {"role": "user", "content": "<tool_response>\n9\n</tool_response>"}
+
+# (name, messages, add_generation_prompt): single/multi-turn, reasoning inline / in `reasoning_content` / none,
+# flags in user and system turns, finished conversations (SFT targets), turns after the last query.
+CONVERSATIONS = [
+    ("single", [Q1], True),
+    ("system_single", [SYS, Q1], True),
+    ("no_think_flag", [{"role": "user", "content": "What is 2 + 3? /no_think"}], True),
+    ("system_flag", [{"role": "system", "content": "Be brief. /no_think"}, Q1], True),
+    ("multi_inline_reasoning_dropped", [SYS, Q1, A_INLINE, Q2], True),
+    ("multi_field_reasoning_dropped", [Q1, A_FIELD, Q2], True),
+    ("multi_plain_history", [Q1, A_PLAIN, Q2], True),
+    ("flags_switch", [{"role": "user", "content": "2 + 3? /no_think"}, A_EMPTY_BLOCK,
+                      {"role": "user", "content": "Now think: 4 + 5? /think"}], True),
+    ("flag_then_plain", [{"role": "user", "content": "/no_think 2 + 3?"}, A_PLAIN, Q2], True),
+    ("final_turn_with_reasoning", [SYS, Q1, A_INLINE, Q2, A_FINAL], False),
+    ("final_turn_without_reasoning", [Q1, A_PLAIN], False),
+    ("final_turn_reasoning_field", [Q1, A_FIELD], False),
+    ("turns_after_last_query", [Q1, A_INLINE, TOOL_LIKE, A_FINAL], False),
+    ("plain_turn_after_last_query", [Q1, A_PLAIN, TOOL_LIKE], True),
+    ("system_mid_conversation", [Q1, A_INLINE, {"role": "system", "content": "/no_think"}, Q2], True),
+    ("no_user_turn", [SYS, A_FINAL], False),
+]
+MODES = [None, True, False]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
+def _jinja(tokenizer, template: str, messages, add_generation_prompt: bool, enable_thinking: bool | None) -> str:
+    kwargs = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
+    return tokenizer.apply_chat_template(copy.deepcopy(messages), tokenize=False, chat_template=template,
+                                         add_generation_prompt=add_generation_prompt, **kwargs)
+
+
+def _with_template(tokenizer, template: str):
+    tok = copy.copy(tokenizer)
+    tok.chat_template = template
+    return tok
+
+
+@pytest.mark.parametrize("enable_thinking", MODES)
+@pytest.mark.parametrize(("name", "messages", "gen"), CONVERSATIONS, ids=[c[0] for c in CONVERSATIONS])
+def test_qwen3_style_equals_official_template(tokenizer, name, messages, gen, enable_thinking) -> None:
+    official = OFFICIAL.read_text()
+    qwen3_tok = _with_template(tokenizer, official)
+    assert chat_style(qwen3_tok) == "qwen3"
+    ours = render(messages, qwen3_tok, enable_thinking=enable_thinking, add_generation_prompt=gen)
+    assert ours == _jinja(tokenizer, official, messages, gen, enable_thinking)
+
+
+@pytest.mark.parametrize("enable_thinking", MODES)
+@pytest.mark.parametrize(("name", "messages", "gen"), CONVERSATIONS, ids=[c[0] for c in CONVERSATIONS])
+def test_fusion_template_agrees_with_render(tokenizer, name, messages, gen, enable_thinking) -> None:
+    fusion_tok = use_thinking_template(copy.copy(tokenizer))
+    assert chat_style(fusion_tok) == "fusion"
+    ours = render(messages, fusion_tok, enable_thinking=enable_thinking, add_generation_prompt=gen)
+    assert ours == _jinja(tokenizer, THINKING_FUSION_TEMPLATE, messages, gen, enable_thinking)
+
+
+@pytest.mark.parametrize("enable_thinking", MODES)
+@pytest.mark.parametrize(("name", "messages", "gen"), CONVERSATIONS, ids=[c[0] for c in CONVERSATIONS])
+def test_fusion_is_qwen3_with_the_resolved_mode_prefilled(tokenizer, name, messages, gen, enable_thinking) -> None:
+    """Fusion = Qwen3's turns; only the generation prompt differs: `<think>\\n` opened when thinking, the
+    empty block (Qwen3's own `enable_thinking=False` text) when not."""
+    official = OFFICIAL.read_text()
+    fusion = render(messages, use_thinking_template(copy.copy(tokenizer)), enable_thinking=enable_thinking,
+                    add_generation_prompt=gen)
+    if not gen:
+        assert fusion == _jinja(tokenizer, official, messages, gen, enable_thinking)
+    elif thinking_enabled(messages, enable_thinking):
+        assert fusion == _jinja(tokenizer, official, messages, gen, None) + "<think>\n"
+    else:
+        assert fusion == _jinja(tokenizer, official, messages, gen, False)
+
+
+def test_reasoning_of_earlier_turns_is_dropped_and_final_turn_keeps_its_block(tokenizer) -> None:
+    qwen3_tok = _with_template(tokenizer, OFFICIAL.read_text())
+    text = render([Q1, A_INLINE, Q2], qwen3_tok)
+    assert "2 plus 3" not in text and "<|im_start|>assistant\nThe answer is 5.<|im_end|>" in text
+    assert text.endswith("<|im_start|>assistant\n")
+    final = render([Q1, A_FIELD], qwen3_tok, add_generation_prompt=False)
+    assert final.endswith("<|im_start|>assistant\n<think>\n2 plus 3 is 5.\n</think>\n\nThe answer is 5.<|im_end|>\n")
+    plain = render([Q1, A_PLAIN], qwen3_tok, add_generation_prompt=False)
+    assert plain.endswith("<|im_start|>assistant\n" + EMPTY_THINK_BLOCK + "The answer is 5.<|im_end|>\n")
+
+
+def test_enable_thinking_false_prefills_the_empty_block(tokenizer) -> None:
+    for template in (OFFICIAL.read_text(), THINKING_FUSION_TEMPLATE):
+        text = render([Q1], _with_template(tokenizer, template), enable_thinking=False)
+        assert text.endswith("<|im_start|>assistant\n" + EMPTY_THINK_BLOCK)
+
+
+def test_flags_latest_wins_and_thinking_is_the_default() -> None:
+    user = lambda text: {"role": "user", "content": text}  # noqa: E731
+    assert thinking_enabled([user("hi")]) is True
+    assert thinking_enabled([user("hi /no_think")]) is False
+    assert thinking_enabled([{"role": "system", "content": "/no_think"}, user("hi")]) is False
+    assert thinking_enabled([user("hi /no_think"), A_PLAIN, user("again")]) is False  # a flag persists
+    assert thinking_enabled([user("hi /no_think"), A_PLAIN, user("again /think")]) is True
+    assert thinking_enabled([user("/think first, then /no_think")]) is False  # later in the same message
+    assert thinking_enabled([user("/no_think first, then /think")]) is True
+    assert thinking_enabled([{"role": "assistant", "content": "/no_think"}, user("hi")]) is True  # not a flag
+    assert thinking_enabled([user("hi /think")], enable_thinking=False) is False  # the hard switch
+    assert thinking_enabled([user("hi /no_think")], enable_thinking=True) is False  # True = flags decide
+
+
+def test_fusion_generation_prompt_follows_the_latest_flag(tokenizer) -> None:
+    tok = use_thinking_template(copy.copy(tokenizer))
+    switch = [{"role": "user", "content": "2 + 3? /no_think"}, A_EMPTY_BLOCK, {"role": "user", "content": "4 + 5?"}]
+    assert render(switch, tok).endswith("<|im_start|>assistant\n" + EMPTY_THINK_BLOCK)
+    switch[-1] = {"role": "user", "content": "4 + 5? /think"}
+    assert render(switch, tok).endswith("<|im_start|>assistant\n<think>\n")
+    assert render(switch, tok, enable_thinking=False).endswith(EMPTY_THINK_BLOCK)
+
+
+def test_split_reasoning() -> None:
+    assert split_reasoning(A_INLINE) == ("2 plus 3 is 5.", "The answer is 5.")
+    assert split_reasoning(A_FIELD) == ("\n2 plus 3 is 5.\n", "The answer is 5.")
+    assert split_reasoning(A_PLAIN) == ("", "The answer is 5.")
+
+
+def test_bad_input_is_a_clear_error(tokenizer) -> None:
+    with pytest.raises(ValueError, match="use_thinking_template"):
+        render([Q1], tokenizer)  # the tiny model's plain ChatML template has no thinking modes
+    tok = use_thinking_template(copy.copy(tokenizer))
+    with pytest.raises(ValueError, match="role 'tool'"):
+        render([Q1, {"role": "tool", "content": "9"}], tok)
+    with pytest.raises(ValueError, match="string content"):
+        render([{"role": "user", "content": [{"type": "text", "text": "hi"}]}], tok)
