@@ -55,6 +55,14 @@ class DataConfig(Strict):
     """Reshuffle the prompts every epoch (seeded by `trainer.seed`)."""
     max_prompt_tokens: int = Field(1024, ge=1)
     """Rows whose rendered prompt is longer than this are an error (not silently dropped)."""
+    think_mode: Literal["off", "think", "no_think", "mixed"] = "off"
+    """Qwen3 chat modes (`rl.chat.render`): `off` uses the tokenizer's template as is; `think` (thinking unless a
+    row's own `/no_think` flag says otherwise), `no_think` (empty think block pre-filled) or `mixed` (per prompt,
+    thinking with probability `think_prob`). Metrics are also reported per mode."""
+    think_prob: float = Field(0.5, ge=0.0, le=1.0)
+    """With `think_mode: mixed`, the probability that a prompt is rendered in thinking mode."""
+    thinking_template: bool = False
+    """Install the thinking-fusion chat template (ChatML + think blocks) for models without native thinking."""
 
 
 class RolloutConfig(Strict):
@@ -76,6 +84,11 @@ class RolloutConfig(Strict):
     """vLLM on GPU: fraction of GPU memory for the engine (the learner may share the GPU)."""
     enforce_eager: bool = True
     """vLLM: skip graph compilation (starts in seconds instead of minutes on CPU; ~10% slower decoding)."""
+    thinking_budget: int | None = Field(None, ge=1)
+    """Thinking tokens allowed: a completion still thinking after this many gets Qwen3's stop-thinking text
+    inserted (loss mask 0) and then writes its answer. Needs `data.think_mode` and `max_answer_tokens`."""
+    max_answer_tokens: int | None = Field(None, ge=1)
+    """Answer tokens after `</think>` when `thinking_budget` is set (`max_new_tokens` is then not used)."""
 
 
 class TrainerConfig(Strict):
@@ -190,3 +203,12 @@ class GRPOConfig(Strict):
     """Also write metrics as TensorBoard events under `output_dir/tb`."""
     ray_address: str | None = None
     """Connect to an existing Ray cluster (default: start a local one sized to this machine)."""
+
+    @model_validator(mode="after")
+    def _budget_needs_thinking(self) -> GRPOConfig:
+        budget, answer = self.rollout.thinking_budget, self.rollout.max_answer_tokens
+        if (budget is None) != (answer is None):
+            raise ValueError("rollout.thinking_budget and rollout.max_answer_tokens go together: set both or neither")
+        if budget is not None and self.data.think_mode == "off":
+            raise ValueError("rollout.thinking_budget needs data.think_mode: think, no_think or mixed (it is off)")
+        return self

@@ -91,6 +91,31 @@ def render_prompt(prompt: str | list[dict], tokenizer: Any, system_prompt: str |
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+def render_prompts(rows: list[dict], tokenizer: Any, *, system_prompt: str | None, think_mode: str,
+                   think_prob: float, seed: int) -> tuple[list[str], list[str]]:
+    """Every row's prompt text, and its chat mode (`off`, `think` or `no_think`).
+
+    think_mode `off`: the tokenizer's own template (`render_prompt`). Otherwise Qwen3's modes via `rl.chat.render`:
+    `think` lets each row's flags decide (thinking by default), `no_think` pre-fills the empty think block, `mixed`
+    draws `think` with probability `think_prob` per row (seeded, so a resumed run renders the same)."""
+    if think_mode == "off":
+        return [render_prompt(r["prompt"], tokenizer, system_prompt) for r in rows], ["off"] * len(rows)
+    from rl.chat import render, thinking_enabled
+
+    texts, modes = [], []
+    for i, row in enumerate(rows):
+        prompt = row["prompt"]
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        if system_prompt and messages[0]["role"] != "system":
+            messages = [{"role": "system", "content": system_prompt}, *messages]
+        mode = think_mode if think_mode != "mixed" else (
+            "think" if random.Random(seed * 1_000_003 + i).random() < think_prob else "no_think")
+        enable = None if mode == "think" else False
+        texts.append(render(messages, tokenizer, enable_thinking=enable))
+        modes.append("think" if thinking_enabled(messages, enable) else "no_think")
+    return texts, modes
+
+
 class PromptStream:
     """Endless, epoch-reshuffled stream of row indices with a checkpointable cursor."""
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from rl.config import GRPOConfig
 from rl.config_io import ConfigError, build_arg_parser, dump_config, load_config
-from rl.data import DataError, PromptStream, load_rows, render_prompt
+from rl.data import DataError, PromptStream, load_rows, render_prompts
 from rl.models import check_model_path, resolve_model_path
 
 
@@ -73,6 +73,16 @@ def preflight(cfg: GRPOConfig) -> Inputs:
     return Inputs(rows, eval_rows, rewards, primary_reward=specs[0].label)
 
 
+@dataclass
+class PromptSet:
+    """Rows with their rendered prompt text, token ids and chat mode, computed once at start-up."""
+
+    rows: list[dict]
+    texts: list[str]
+    ids: list[list[int]]
+    modes: list[str]
+
+
 class Run:
     """The live pieces of a run: tokenizer, encoded prompts, data cursor, Ray actors, metrics log."""
 
@@ -88,8 +98,18 @@ class Run:
         dump_config(cfg, self.out / "config.yaml")
         model_path = resolve_model_path(cfg.model.path)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.prompt_ids = encode_prompts(inputs.rows, self.tokenizer, cfg, cfg.data.train)
-        self.eval_prompt_ids = encode_prompts(inputs.eval_rows, self.tokenizer, cfg, cfg.eval.data if cfg.eval else "")
+        if cfg.data.thinking_template:
+            from rl.chat import use_thinking_template
+
+            use_thinking_template(self.tokenizer)
+        self.train_set = encode_prompts(inputs.rows, self.tokenizer, cfg, cfg.data.train)
+        self.eval_set = encode_prompts(inputs.eval_rows, self.tokenizer, cfg, cfg.eval.data if cfg.eval else "")
+        self.budget = None
+        if cfg.rollout.thinking_budget is not None:
+            from rl.rollout.budget import thinking_budget_for
+
+            self.budget = thinking_budget_for(self.tokenizer, cfg.rollout.thinking_budget, cfg.rollout.max_answer_tokens)
+        self.max_completion_tokens = self.budget.max_completion_tokens if self.budget else cfg.rollout.max_new_tokens
         checkpoint = latest_checkpoint(self.out)
         state = load_state(checkpoint) if checkpoint else {}
         self.start_step = state.get("step", 0)
@@ -100,10 +120,10 @@ class Run:
         self.learner = start_learner(model_path, cfg.model, cfg.trainer, cfg.algorithm, cfg.rollout.temperature,
                                      resume_from=str(checkpoint) if checkpoint else None,
                                      num_workers=cfg.rollout.workers)
-        longest = max(len(p) for p in self.prompt_ids + self.eval_prompt_ids)
+        longest = max(len(p) for p in self.train_set.ids + self.eval_set.ids)
         self.rollout = RolloutGroup(cfg.rollout.workers, cfg.rollout.backend, dict(
             model_path=model_path, dtype=cfg.model.dtype, seed=cfg.trainer.seed,
-            max_model_len=longest + max(cfg.rollout.max_new_tokens, (cfg.eval.max_new_tokens or 0) if cfg.eval else 0),
+            max_model_len=longest + max(self.max_completion_tokens, (cfg.eval.max_new_tokens or 0) if cfg.eval else 0),
             kv_cache_gib=cfg.rollout.kv_cache_gib, gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
             enforce_eager=cfg.rollout.enforce_eager))
         if checkpoint:
@@ -112,14 +132,16 @@ class Run:
         self.resumed_from = checkpoint
 
 
-def encode_prompts(rows: list[dict], tokenizer: Any, cfg: GRPOConfig, source: str) -> list[list[int]]:
-    """Render (chat template for messages) and tokenize every prompt; too-long prompts are an error."""
-    texts = [render_prompt(r["prompt"], tokenizer, cfg.data.system_prompt) for r in rows]
+def encode_prompts(rows: list[dict], tokenizer: Any, cfg: GRPOConfig, source: str) -> PromptSet:
+    """Render (chat template / Qwen3 modes) and tokenize every prompt; too-long prompts are an error."""
+    d = cfg.data
+    texts, modes = render_prompts(rows, tokenizer, system_prompt=d.system_prompt, think_mode=d.think_mode,
+                                  think_prob=d.think_prob, seed=cfg.trainer.seed)
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
     for i, p in enumerate(ids, start=1):
-        if len(p) > cfg.data.max_prompt_tokens:
-            raise DataError(f"{source}: row {i} prompt is {len(p)} tokens > data.max_prompt_tokens={cfg.data.max_prompt_tokens}")
-    return ids
+        if len(p) > d.max_prompt_tokens:
+            raise DataError(f"{source}: row {i} prompt is {len(p)} tokens > data.max_prompt_tokens={d.max_prompt_tokens}")
+    return PromptSet(rows, texts, ids, modes)
 
 
 def train(cfg: GRPOConfig, inputs: Inputs) -> None:
@@ -163,58 +185,79 @@ def grpo_step(run: Run, step: int) -> dict[str, float]:
 
     cfg, n = run.cfg, run.cfg.rollout.n
     t0 = time.perf_counter()
-    rows_idx = run.stream.take(cfg.data.prompts_per_step)
-    prompts = [run.prompt_ids[i] for i in rows_idx]
+    rows_idx = [i for i in run.stream.take(cfg.data.prompts_per_step) for _ in range(n)]  # one per completion
     spec = SamplingSpec(n=n, max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
                         top_p=cfg.rollout.top_p)
-    groups = run.rollout.generate(prompts, spec)
-    completions = [c for group in groups for c in group]
+    completions = sample(run, [run.train_set.ids[i] for i in rows_idx[::n]], spec)
     t1 = time.perf_counter()
-    rewards, reward_metrics = score_completions(run, [run.inputs.rows[i] for i in rows_idx for _ in range(n)],
-                                                completions, step)
+    rewards, reward_metrics = score_completions(run, run.train_set, rows_idx, completions, step)
     t2 = time.perf_counter()
     reward_t = torch.tensor(rewards)
     advantages = ADVANTAGES[cfg.algorithm.advantage](reward_t, n, cfg.algorithm.std_eps)
-    batch = TrainBatch([p for p in prompts for _ in range(n)], [c.token_ids for c in completions],
-                       [c.logprobs for c in completions], advantages.tolist())
+    batch = TrainBatch([run.train_set.ids[i] for i in rows_idx], [c.token_ids for c in completions],
+                       [c.logprobs for c in completions], advantages.tolist(),
+                       loss_masks=[c.loss_mask or [1] * len(c.token_ids) for c in completions])
     train_metrics = ray.get(run.learner.train.remote(batch))
     t3 = time.perf_counter()
     run.rollout.load_weights(run.learner.weights.remote())
     t4 = time.perf_counter()
+    times = {"time_step_s": t4 - t0, "time_rollout_s": t1 - t0, "time_reward_s": t2 - t1,
+             "time_train_s": t3 - t2, "time_sync_s": t4 - t3,
+             "train_tokens_per_s": (batch.num_completion_tokens + sum(map(len, batch.prompt_ids)))
+             * cfg.trainer.updates_per_batch / (t3 - t2)}
+    modes = [run.train_set.modes[i] for i in rows_idx]
+    return {"step": step, **step_metrics(reward_t, n, completions, modes, train_metrics, times), **reward_metrics}
+
+
+def sample(run: Run, prompt_ids: list[list[int]], spec) -> list:
+    """`spec.n` completions per prompt, flattened; through the thinking budget when one is configured."""
+    if run.budget is None:
+        groups = run.rollout.generate(prompt_ids, spec)
+    else:
+        from rl.rollout.budget import generate_with_budget
+
+        groups = generate_with_budget(run.rollout, prompt_ids, spec, run.budget)
+    return [c for group in groups for c in group]
+
+
+def step_metrics(rewards, n: int, completions: list, modes: list[str], train: dict, times: dict) -> dict:
+    """The per-step record (`metrics.jsonl` keys) from rewards [B*G], completions and the learner's metrics."""
+    import torch
+
     lengths = torch.tensor([len(c.token_ids) for c in completions], dtype=torch.float32)
-    group_std = reward_t.view(-1, n).std(dim=1)
-    return {
-        "step": step, "reward_mean": reward_t.mean().item(), "reward_std": reward_t.std().item(),
-        "entropy": train_metrics["entropy"], "kl_ref": train_metrics.get("kl_ref"),
-        "clip_frac": train_metrics["clip_frac"], "ratio_mean": train_metrics["ratio_mean"],
-        "mismatch_kl": train_metrics["mismatch_kl"], "policy_loss": train_metrics["policy_loss"],
-        "grad_norm": train_metrics["grad_norm"], "lr": train_metrics["lr"],
-        "response_len_mean": lengths.mean().item(),
+    record = {
+        "reward_mean": rewards.mean().item(), "reward_std": rewards.std().item(),
+        "entropy": train["entropy"], "kl_ref": train.get("kl_ref"), "clip_frac": train["clip_frac"],
+        "ratio_mean": train["ratio_mean"], "mismatch_kl": train["mismatch_kl"], "policy_loss": train["policy_loss"],
+        "grad_norm": train["grad_norm"], "lr": train["lr"], "response_len_mean": lengths.mean().item(),
         "truncated_frac": sum(c.finish_reason == "length" for c in completions) / len(completions),
-        "zero_adv_group_frac": (group_std == 0).float().mean().item(),
-        "rollout_tokens_per_s": lengths.sum().item() / (t1 - t0),
-        "train_tokens_per_s": (batch.num_completion_tokens + sum(map(len, batch.prompt_ids)))
-        * cfg.trainer.updates_per_batch / (t3 - t2),
-        "time_step_s": t4 - t0, "time_rollout_s": t1 - t0, "time_reward_s": t2 - t1,
-        "time_train_s": t3 - t2, "time_sync_s": t4 - t3, **reward_metrics,
+        "zero_adv_group_frac": (rewards.view(-1, n).std(dim=1) == 0).float().mean().item(),
+        "rollout_tokens_per_s": lengths.sum().item() / times["time_rollout_s"], **times,
     }
+    if any(hasattr(c, "budget_hit") for c in completions):
+        record["budget_hit_frac"] = sum(getattr(c, "budget_hit", False) for c in completions) / len(completions)
+    for mode in sorted(set(modes) - {"off"}):
+        picked = [i for i, m in enumerate(modes) if m == mode]
+        record[f"reward_mean/{mode}"] = rewards[picked].mean().item()
+        record[f"response_len_mean/{mode}"] = lengths[picked].mean().item()
+    return record
 
 
-def score_completions(run: Run, rows: list[dict], completions: list, step: int) -> tuple[list[float], dict]:
+def score_completions(run: Run, prompt_set: PromptSet, rows_idx: list[int], completions: list,
+                      step: int) -> tuple[list[float], dict]:
     """Decode and call the rewards with the contract's arguments: (prompts, completions, **columns), where
-    columns are the rows' dataset columns plus completion_ids, step, rendered_prompt, max_completion_tokens."""
+    columns are the rows' dataset columns plus completion_ids, step, rendered_prompt, max_completion_tokens.
+    `rows_idx[k]` is the row of completion k."""
+    rows = [prompt_set.rows[i] for i in rows_idx]
     texts = run.tokenizer.batch_decode([c.token_ids for c in completions], skip_special_tokens=True)
     prompts = [r["prompt"] for r in rows]
     # TRL convention: chat prompts get chat completions (a one-message list), string prompts get strings.
     comps = [[{"role": "assistant", "content": t}] if isinstance(p, list) else t for p, t in zip(prompts, texts)]
     names = dict.fromkeys(k for r in rows for k in r if k != "prompt")
     columns = {k: [r.get(k) for r in rows] for k in names}
-    # Each row repeats rollout.n times: render its prompt once (the format reward reads what the template wrote).
-    unique = {id(r): r for r in rows}
-    rendered = {k: render_prompt(r["prompt"], run.tokenizer, run.cfg.data.system_prompt) for k, r in unique.items()}
     columns.update(completion_ids=[c.token_ids for c in completions], step=step,
-                   rendered_prompt=[rendered[id(r)] for r in rows],
-                   max_completion_tokens=run.cfg.rollout.max_new_tokens)
+                   rendered_prompt=[prompt_set.texts[i] for i in rows_idx],
+                   max_completion_tokens=run.max_completion_tokens)
     return run.inputs.rewards(prompts, comps, columns)
 
 
@@ -224,8 +267,8 @@ def evaluate(run: Run) -> dict[str, float]:
 
     cfg = run.cfg
     spec = SamplingSpec(n=1, max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, temperature=0.0)
-    completions = [g[0] for g in run.rollout.generate(run.eval_prompt_ids, spec)]
-    _, metrics = score_completions(run, run.inputs.eval_rows, completions, step=-1)
+    completions = sample(run, run.eval_set.ids, spec)
+    _, metrics = score_completions(run, run.eval_set, list(range(len(completions))), completions, step=-1)
     return {"eval_accuracy": metrics[f"reward/{run.inputs.primary_reward}/mean"],
             "eval_response_len_mean": sum(len(c.token_ids) for c in completions) / len(completions)}
 

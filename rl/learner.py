@@ -27,13 +27,20 @@ class TrainBatch:
     completion_ids: list[list[int]]
     old_logprobs: list[list[float]]  # sampling-time log π_old per completion token
     advantages: list[float]  # one per sequence
+    # 0 on completion tokens the policy did not sample (e.g. the text a thinking budget inserts): they stay in
+    # the input, so later tokens condition on them, but never enter the loss or the token count. None = all 1.
+    loss_masks: list[list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
 
+    def mask(self, i: int) -> list[int]:
+        return self.loss_masks[i] if self.loss_masks is not None else [1] * len(self.completion_ids[i])
+
     @property
     def num_completion_tokens(self) -> int:
-        return sum(len(c) for c in self.completion_ids)
+        """Completion tokens that carry loss (the denominator of the global token-mean)."""
+        return sum(sum(self.mask(i)) for i in range(len(self)))
 
 
 class Learner:
@@ -98,11 +105,12 @@ class Learner:
         size = self.trainer_cfg.micro_batch_size
         return [
             self._collate([batch.prompt_ids[i] for i in idx], [batch.completion_ids[i] for i in idx],
-                          [batch.old_logprobs[i] for i in idx], [batch.advantages[i] for i in idx])
+                          [batch.old_logprobs[i] for i in idx], [batch.advantages[i] for i in idx],
+                          [batch.mask(i) for i in idx])
             for idx in (order[s : s + size] for s in range(0, len(order), size))
         ]
 
-    def _collate(self, prompts, completions, old_logprobs, advantages) -> dict[str, torch.Tensor]:
+    def _collate(self, prompts, completions, old_logprobs, advantages, loss_masks) -> dict[str, torch.Tensor]:
         seq_len = max(len(p) + len(c) for p, c in zip(prompts, completions))
         comp_len = max(len(c) for c in completions)
         n = len(prompts)
@@ -112,14 +120,14 @@ class Learner:
         positions = torch.zeros(n, comp_len, dtype=torch.long)
         old = torch.zeros(n, comp_len)
         mask = torch.zeros(n, comp_len)
-        for i, (p, c, lp) in enumerate(zip(prompts, completions, old_logprobs)):
+        for i, (p, c, lp, m) in enumerate(zip(prompts, completions, old_logprobs, loss_masks)):
             input_ids[i, : len(p) + len(c)] = torch.tensor(p + c)
             attention[i, : len(p) + len(c)] = 1
             targets[i, : len(c)] = torch.tensor(c)
             # the logits at position t predict token t + 1: completion token k is predicted at len(p) - 1 + k
             positions[i, : len(c)] = torch.arange(len(p) - 1, len(p) - 1 + len(c))
             old[i, : len(c)] = torch.tensor(lp)
-            mask[i, : len(c)] = 1.0
+            mask[i, : len(c)] = torch.tensor(m, dtype=torch.float32)
         tensors = dict(input_ids=input_ids, attention_mask=attention, targets=targets, positions=positions,
                        old_logprobs=old, loss_mask=mask, advantages=torch.tensor(advantages, dtype=torch.float32))
         return {k: v.to(self.device) for k, v in tensors.items()}
@@ -162,7 +170,7 @@ class Learner:
     def score(self, prompt: list[int], completion: list[int]) -> list[float]:
         """log π_θ of each completion token at temperature 1 (as the engines' `score`)."""
         self.policy.model.eval()
-        mb = self._collate([prompt], [completion], [[0.0] * len(completion)], [0.0])
+        mb = self._collate([prompt], [completion], [[0.0] * len(completion)], [0.0], [[1] * len(completion)])
         with self._autocast():
             logits = self.policy.completion_logits(mb["input_ids"], mb["attention_mask"], mb["positions"])
         return token_logprobs(logits.float(), mb["targets"])[0].tolist()

@@ -86,3 +86,25 @@ def test_killed_run_resumes_from_last_checkpoint(make_config, tmp_path: Path) ->
     assert steps == list(range(1, 13))  # each step once: nothing lost, nothing repeated
     state = json.loads((run_dir / "checkpoints" / "step_12" / "trainer_state.json").read_text())
     assert state["step"] == 12 and state["data"]["position"] == (12 * 4) % 64
+
+
+def test_cli_thinking_budget_and_mixed_modes(make_config, tmp_path: Path, tiny_model: Path) -> None:
+    # The tiny model (fusion template installed) practically never closes its think block by itself, so thinking
+    # completions hit the 4-token budget (stop-thinking text inserted with loss mask 0) and then answer;
+    # no_think prompts arrive with the empty block pre-filled and never hit it.
+    from transformers import AutoTokenizer
+
+    from rl.rollout.budget import thinking_budget_for
+
+    config = make_config(data={"think_mode": "mixed", "think_prob": 0.5, "thinking_template": True},
+                         rollout={"thinking_budget": 4, "max_answer_tokens": 6},
+                         trainer={"max_steps": 4, "save_every": 4})
+    out = _run(config)
+    assert out.returncode == 0, out.stderr[-3000:]
+    records = _metrics(tmp_path / "run")
+    assert len(records) == 4
+    assert any("reward_mean/think" in r for r in records) and any("reward_mean/no_think" in r for r in records)
+    for r in records:
+        assert (r["budget_hit_frac"] > 0) == ("reward_mean/think" in r)
+    longest = thinking_budget_for(AutoTokenizer.from_pretrained(tiny_model), 4, 6).max_completion_tokens
+    assert max(r["response_len_mean"] for r in records) <= longest

@@ -110,3 +110,19 @@ def test_several_updates_per_batch_reuse_the_sampling_logprobs(tiny_model: Path)
     reused = _learner(tiny_model, updates_per_batch=4, lr=5e-2).train(batch)
     assert once["clip_frac"] < 0.01 and abs(once["ratio_mean"] - 1) < 0.01
     assert reused["clip_frac"] > 0.05
+
+
+def test_masked_tokens_carry_no_loss_and_no_gradient(tiny_model: Path) -> None:
+    # Zeroing a token's mask must give exactly the loss and gradients of a batch in which that token's
+    # old logprob and advantage cannot matter: perturbing its old logprob changes nothing.
+    batch = _batch()
+    masks = [[1] * len(c) for c in batch.completion_ids]
+    masks[0][0] = 0  # e.g. inserted stop-thinking text
+    batch.loss_masks = masks
+    twin = _batch()
+    twin.loss_masks = [list(m) for m in masks]
+    twin.old_logprobs[0][0] += 5.0  # garbage placeholder on the masked token
+    a = _learner(tiny_model, dtype="float32").train(batch)
+    b = _learner(tiny_model, dtype="float32").train(twin)
+    assert a["policy_loss"] == pytest.approx(b["policy_loss"], abs=1e-7)
+    assert batch.num_completion_tokens == sum(len(c) for c in batch.completion_ids) - 1
