@@ -11,10 +11,11 @@ from rewards.settings import JudgeSettings, RewardModelSettings
 def build_spec(
     *, name: str | None = None, fn: str | None = None, judge: JudgeSettings | None = None,
     model: RewardModelSettings | None = None, weight: float = 1.0, kwargs: dict | None = None,
-    on_error: OnError = "raise", label: str | None = None,
+    on_error: OnError = "raise", label: str | None = None, worker: bool = False,
 ) -> RewardSpec:
     """Exactly one of `name` (built-in), `fn` (user function), `judge` (judge LLM) or `model` (reward model).
 
+    `worker`: run a name/fn reward in a Ray worker process of its own (`rewards.remote`).
     Raises ValueError naming the problem: unknown name, missing function, wrong signature, unknown option,
     unset API-key variable, missing reward-model directory. Nothing is loaded or started here.
     """
@@ -22,7 +23,15 @@ def build_spec(
     if len(sources) != 1:
         raise ValueError(f"a reward needs exactly one of name / fn / judge / model, got {sources or 'none'}")
     if name is not None or fn is not None:
-        return function_spec(name=name, fn=fn, weight=weight, kwargs=kwargs, on_error=on_error, label=label)
+        spec = function_spec(name=name, fn=fn, weight=weight, kwargs=kwargs, on_error=on_error, label=label)
+        if worker:
+            from rewards.remote import RemoteReward
+
+            spec.func = RemoteReward(name, fn)
+        return spec
+    if worker:
+        raise ValueError(f"`worker: true` is for name:/fn: rewards; the {sources[0]} reward already runs outside "
+                         "the driver (HTTP requests / its own actor)")
     if kwargs:
         raise ValueError(f"`kwargs` apply to name/fn rewards; set {sources[0]} options inside `{sources[0]}:`")
     if judge is not None:

@@ -159,6 +159,9 @@ class RewardConfig(Strict):
     on_error: Literal["raise", "skip"] = "raise"
     """A reward that raises: `raise` stops the run naming the reward, the sample and its prompt; `skip` makes
     that sample's value None and counts it in `reward/<label>/errors`."""
+    worker: bool = False
+    """Run this `name:`/`fn:` reward in a Ray worker process of its own (CPU-heavy Python rewards then run in
+    parallel with each other, outside the driver's GIL)."""
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> RewardConfig:

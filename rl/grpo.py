@@ -60,7 +60,7 @@ def preflight(cfg: GRPOConfig) -> Inputs:
     for i, r in enumerate(cfg.rewards):
         try:
             spec = build_spec(name=r.name, fn=r.fn, judge=r.judge, model=r.model, weight=r.weight,
-                              kwargs=r.kwargs, on_error=r.on_error, label=r.label)
+                              kwargs=r.kwargs, on_error=r.on_error, label=r.label, worker=r.worker)
             for available in columns:
                 spec.check_columns(available)
         except ValueError as e:
