@@ -8,7 +8,8 @@
 `Failed(reason)` for a sample it could not grade (counted as an error, not a reward). `async def` functions are
 awaited concurrently. Sources of a reward (`build_spec`): a built-in `name` (`BUILTINS`), a user `fn`
 (`package.module:function` or `path/to/file.py:function`), a `judge` LLM grading against a reference
-(`rewards.judge`), or a learned reward `model` (`rewards.reward_model`).
+(`rewards.judge`), or a learned reward `model` (`rewards.reward_model`); `worker=True` runs a name/fn reward
+in a Ray worker process (`rewards.remote`). `WeightedRewards` runs them all concurrently and sums them.
 """
 
 from rewards.base import BUILTINS, DRIVER_COLUMNS, Failed, RewardError, RewardSpec, load_reward_fn

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal
 
-from rewards.text import after_thinking, completion_text
+from rewards.text import answer_part, completion_text
 
 _SENTENCE_END = re.compile(r"[.!?]+(?:\s|$)")
 _BULLET = re.compile(r"^\s*[*-]\s+\S", re.M)
@@ -89,7 +89,8 @@ def check_constraint(text: str, constraint: dict) -> bool:
 
 def instructions(
     prompts: list, completions: list, *, constraints_column: str | None = "constraints",
-    fixed_constraints: list[dict] | None = None, scoring: Literal["all", "fraction"] = "all", **columns: Any,
+    fixed_constraints: list[dict] | None = None, scoring: Literal["all", "fraction"] = "all",
+    rendered_prompt: list[str] | None = None, **columns: Any,
 ) -> list[float | None]:
     """1.0 when the answer satisfies every constraint of its row (`scoring: fraction`: the share satisfied);
     None for rows without constraints.
@@ -101,12 +102,13 @@ def instructions(
         raise ValueError("instructions needs exactly one of `constraints_column` or `fixed_constraints`")
     per_row = columns[constraints_column] if constraints_column else [fixed_constraints] * len(completions)
     out: list[float | None] = []
-    for completion, row in zip(completions, per_row):
+    rendered = rendered_prompt or [None] * len(completions)
+    for completion, row, prompt in zip(completions, per_row, rendered):
         row = json.loads(row) if isinstance(row, str) else row
         if not row:
             out.append(None)
             continue
-        answer = after_thinking(completion_text(completion))
+        answer = answer_part(completion_text(completion), prompt)
         passed = [check_constraint(answer, c) if answer is not None else False for c in row]
         out.append(float(all(passed)) if scoring == "all" else sum(passed) / len(passed))
     return out

@@ -30,7 +30,7 @@ from typing import Any
 
 from rewards.base import Failed
 from rewards.settings import JudgeSettings
-from rewards.text import after_thinking, completion_text, last_boxed, prompt_text
+from rewards.text import after_thinking, answer_part, completion_text, last_boxed, prompt_text
 
 TEMPLATE_VERSION = "v1"  # bump when a built-in template's text changes (it is part of the cache key)
 _INTRO = ("You are grading a student's final answer to a question against the reference answer. Judge only "
@@ -74,9 +74,9 @@ def parse_verdict(reply: str, verdict: str = "yes_no") -> float:
     return 1.0 if match.group(1).lower() == "yes" else 0.0
 
 
-def final_answer(completion_text_: str, mode: str, max_chars: int) -> str | None:
+def final_answer(completion_text_: str, mode: str, max_chars: int, rendered_prompt: str | None = None) -> str | None:
     """The part of a completion the judge sees, or None when there is no answer (no call, reward 0)."""
-    text = after_thinking(completion_text_)
+    text = answer_part(completion_text_, rendered_prompt)
     if text is None:
         return None
     answer = last_boxed(text) if mode == "boxed" else text.strip()
@@ -150,10 +150,11 @@ class JudgeReward:
         refs = columns[s.reference_column]
         questions = columns[s.question_column] if s.question_column else [prompt_text(p) for p in prompts]
         texts = [completion_text(c) for c in completions]
+        rendered = columns.get("rendered_prompt") or [None] * len(completions)
         rule = await loop.run_in_executor(self._pool, self._rule_verdicts, texts, refs, questions)
         gate = asyncio.Semaphore(s.max_concurrency)
         return list(await asyncio.gather(*(
-            self._grade(gate, questions[i], refs[i], texts[i], rule[i]) for i in range(len(completions)))))
+            self._grade(gate, questions[i], refs[i], texts[i], rule[i], rendered[i]) for i in range(len(completions)))))
 
     def _rule_verdicts(self, texts: list[str], refs: list, questions: list) -> list:
         if not self.s.upgrade_only:
@@ -168,14 +169,15 @@ class JudgeReward:
             out[i] = v
         return out
 
-    async def _grade(self, gate: asyncio.Semaphore, question: str, reference: Any, text: str, rule: Any) -> Any:
+    async def _grade(self, gate: asyncio.Semaphore, question: str, reference: Any, text: str, rule: Any,
+                     rendered_prompt: str | None) -> Any:
         if reference is None:
             return None
         if rule is not None and rule.status == "ok" and rule.score == 1.0:
             return 1.0  # upgrade_only: the verifier already says correct
         if rule is not None and rule.status == "no_answer":
             return 0.0
-        answer = final_answer(text, self.s.answer, self.s.max_answer_chars)
+        answer = final_answer(text, self.s.answer, self.s.max_answer_chars, rendered_prompt)
         if answer is None:
             return 0.0
         key = VerdictCache.key(self.model, self.template_id, question, str(reference), answer)

@@ -32,6 +32,14 @@ def after_thinking(text: str) -> str | None:
     return text
 
 
+def answer_part(text: str, rendered_prompt: str | None = None) -> str | None:
+    """`after_thinking`, aware of a chat template that opened `<think>` in the prompt: then a completion
+    without `</think>` never left its reasoning, so it has no answer (None)."""
+    if rendered_prompt is not None and "</think>" not in text and think_mode(rendered_prompt) == "open":
+        return None
+    return after_thinking(text)
+
+
 def last_boxed(text: str) -> str | None:
     """The contents of the last `\\boxed{...}` (nested braces balanced), or None."""
     start = text.rfind("\\boxed{")

@@ -54,8 +54,11 @@ def test_instructions_reward_per_row_all_or_fraction() -> None:
     assert got == [1.0, 0.0, None]
     assert f(prompts=["p"], completions=["Four Words Right Here"], constraints=rows[:1], scoring="fraction") == [0.0]
     assert f(prompts=["p"], completions=["four words right here"], constraints=rows[:1], scoring="fraction") == [0.5]
-    # still thinking: no answer, every constraint fails
+    # still thinking: no answer, every constraint fails (also when the chat template opened <think> itself)
     assert f(prompts=["p"], completions=["<think>lowercase"], constraints=rows[:1]) == [0.0]
+    opened = ["<|im_start|>assistant\n<think>\n"]
+    assert f(prompts=["p"], completions=["still lowercase"], constraints=rows[:1], rendered_prompt=opened) == [0.0]
+    assert f(prompts=["p"], completions=["Plan</think>ok now"], constraints=rows[:1], rendered_prompt=opened) == [1.0]
     fixed = f(prompts=["p"] * 2, completions=["ok", "OK"], constraints_column=None,
               fixed_constraints=[{"type": "lowercase"}])
     assert fixed == [1.0, 0.0]

@@ -60,6 +60,9 @@ def test_the_judge_sees_the_final_answer_not_the_reasoning() -> None:
     assert final_answer(text, "after_think", 6) == "}{2}}."  # the last 6 characters
     assert final_answer("<think>never finished \\boxed{3}", "boxed", 100) is None
     assert final_answer("no box at all", "boxed", 100) is None
+    opened = "<|im_start|>assistant\n<think>\n"  # the template opened <think>: no </think> means no answer
+    assert final_answer("reasoning \\boxed{3}", "boxed", 100, rendered_prompt=opened) is None
+    assert final_answer("reasoning</think>\\boxed{3}", "boxed", 100, rendered_prompt=opened) == "3"
     prompt = render(TEMPLATES["yes_no"], "Half of {1}?", "\\frac{1}{2}", "0.5")
     assert "Half of {1}?" in prompt and "\\frac{1}{2}" in prompt and "0.5" in prompt and "{answer}" not in prompt
 
