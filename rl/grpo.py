@@ -55,7 +55,7 @@ def preflight(cfg: GRPOConfig) -> Inputs:
     check_model_path(cfg.model.path)
     rows = load_rows(cfg.data.train)
     eval_rows = load_rows(cfg.eval.data)[: cfg.eval.max_prompts] if cfg.eval else []
-    columns = [set().union(*rs) | DRIVER_COLUMNS for rs in (rows, eval_rows) if rs]
+    columns = [(set().union(*rs) - {"prompt"}) | DRIVER_COLUMNS for rs in (rows, eval_rows) if rs]
     specs = []
     for i, r in enumerate(cfg.rewards):
         try:
