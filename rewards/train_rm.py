@@ -85,7 +85,7 @@ def train(args: argparse.Namespace) -> Path:
     config = RewardConfig(
         output_dir=str(Path(args.output) / "trainer"), num_train_epochs=args.epochs, learning_rate=args.lr,
         per_device_train_batch_size=args.batch_size, max_length=args.max_length, seed=args.seed,
-        lr_scheduler_type="constant_with_warmup", warmup_steps=args.warmup_steps, logging_steps=10,
+        lr_scheduler_type=args.scheduler, warmup_steps=args.warmup_steps, logging_steps=10,
         save_strategy="no", report_to=[], bf16=args.dtype == "bfloat16", gradient_checkpointing=False,
         use_cpu=not torch.cuda.is_available(), disable_tqdm=True,
     )
@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", required=True, help="where the reward model and tokenizer are written")
     parser.add_argument("--eval-data", help="held-out pairs: report pair accuracy")
     parser.add_argument("--epochs", type=float, default=1.0, help="passes over the training pairs")
-    parser.add_argument("--lr", type=float, default=1e-5, help="AdamW learning rate (constant after warm-up)")
+    parser.add_argument("--lr", type=float, default=1e-5, help="AdamW peak learning rate")
+    parser.add_argument("--scheduler", default="linear", help="transformers LR schedule after warm-up (linear, cosine, constant_with_warmup)")
     parser.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up steps")
     parser.add_argument("--batch-size", type=int, default=8, help="pairs per optimizer step")
     parser.add_argument("--max-length", type=int, default=1024, help="longer pairs are dropped (TRL's filter)")

@@ -73,17 +73,19 @@ def test_reward_model_trained_on_preferences_then_used_in_grpo(tiny_model: Path,
     from rewards.reward_model import RewardModelReward
     from rewards.settings import RewardModelSettings
 
-    train = _write_jsonl(tmp_path / "prefs.jsonl", _pairs(2000, seed=0))
+    train = _write_jsonl(tmp_path / "prefs.jsonl", _pairs(3000, seed=0))
     held_out = _pairs(200, seed=1)
     rm_dir = tmp_path / "rm"
     out = subprocess.run(
         [sys.executable, "-m", "rewards.train_rm", "--data", str(train), "--model", str(tiny_model),
          "--output", str(rm_dir), "--eval-data", str(_write_jsonl(tmp_path / "held_out.jsonl", held_out)),
-         "--epochs", "3", "--lr", "2e-3", "--batch-size", "32", "--torch-threads", "1"],
+         "--epochs", "4", "--lr", "2e-3", "--scheduler", "cosine", "--warmup-steps", "20", "--batch-size", "32",
+         "--torch-threads", "1"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "held-out pair accuracy" in out.stdout
-    # the reward the RL run will use, on held-out pairs (measured: 0.95)
+    # the reward the RL run will use, on held-out pairs (chance: 0.5). Training is not bit-reproducible across
+    # CPUs; this recipe measured 0.96-0.99 over seeds and tiny models here (2000 pairs: 0.88-0.99).
     reward = RewardModelReward(RewardModelSettings(path=str(rm_dir), actor=False))
     prompts = [r["prompt"] for r in held_out]
     chosen = reward(prompts, [[{"role": "assistant", "content": r["chosen"]}] for r in held_out])
@@ -96,8 +98,12 @@ def test_reward_model_trained_on_preferences_then_used_in_grpo(tiny_model: Path,
     # toy set, which 4 prompts a step draws moves the mean more than 12 steps of learning do).
     four = _write_jsonl(tmp_path / "four.jsonl", [{"prompt": [{"role": "user", "content": f"Count to {i}"}]}
                                                   for i in (3, 17, 42, 58)])
-    config = make_config(data={"train": str(four)}, rewards=[{"model": {"path": str(rm_dir)}, "label": "rm"}])
+    config = make_config(data={"train": str(four)}, rewards=[{"model": {"path": str(rm_dir)}, "label": "rm"}],
+                         trainer={"max_steps": 20, "save_every": 10})
     records = _grpo(config)
     assert all(r["reward/rm/errors"] == 0 and r["reward/rm/none_rate"] == 0.0 for r in records)
+    # The RM's scale is arbitrary, so the rise is measured in units of the first steps' reward spread
+    # (measured over 20 steps: 1.3 spreads; over 16 steps 0.3 to 2.0; 12 steps were sometimes not enough).
     first, last = _rise(records, "reward/rm/mean")
-    assert last > first + 1.5, [round(r["reward/rm/mean"], 2) for r in records]  # measured: +3.8 to +4.3
+    spread = sum(r["reward_std"] for r in records[:3]) / 3
+    assert last > first + 0.4 * spread, [round(r["reward/rm/mean"], 2) for r in records]
