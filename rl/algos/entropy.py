@@ -18,3 +18,13 @@ def token_entropy(logits: torch.Tensor, chunk_size: int = 1024) -> torch.Tensor:
         z = flat[start : start + chunk_size].float()
         out[start : start + chunk_size] = torch.logsumexp(z, dim=-1) - (torch.softmax(z, dim=-1) * z).sum(-1)
     return out.view(logits.shape[:-1])
+
+
+def token_entropy_grad(logits: torch.Tensor) -> torch.Tensor:
+    """Differentiable H_t = logsumexp(z) - Σ_v softmax(z)_v z_v in float32, for an entropy bonus in the loss.
+
+    logits: [..., V] → [...]. Not chunked: autograd keeps the float32 softmax of every row for the backward
+    anyway. Use `token_entropy` (no grad, chunked) for metrics.
+    """
+    z = logits.float()
+    return torch.logsumexp(z, dim=-1) - (torch.softmax(z, dim=-1) * z).sum(-1)

@@ -1,0 +1,56 @@
+"""Entropy-bonus coefficient control: the loss gets -α·H, with α none, fixed, or adaptive.
+
+Adaptive (Skywork-OR1): keep a target entropy H*; apply the bonus only while H ≤ H*, and after every step
+move α by Δ towards keeping H at H* (up when H < H*, down otherwise), clamped to [0, coef_max].
+The target may follow a linear schedule (Qwen3: entropy should rise steadily or stay stable):
+H*(step) = target + (target_end - target) · clamp(step / total_steps, 0, 1).
+"""
+
+from __future__ import annotations
+
+_MODES = ("none", "fixed", "adaptive")
+
+
+class EntropyController:
+    """Chooses α for the entropy bonus each step; α is the only state (save it with `state_dict`)."""
+
+    def __init__(self, mode: str, coef: float, target: float, target_end: float | None, delta: float,
+                 total_steps: int, coef_max: float = 1.0) -> None:
+        if mode not in _MODES:
+            raise ValueError(f"entropy control mode {mode!r} is unknown; choose one of {list(_MODES)}")
+        if coef < 0 or delta < 0 or coef_max < 0:
+            raise ValueError(f"entropy coef, delta and coef_max must be >= 0, got {coef}, {delta}, {coef_max}")
+        if mode == "adaptive" and coef > coef_max:
+            raise ValueError(f"entropy coef={coef} exceeds coef_max={coef_max}; raise coef_max or lower coef")
+        if total_steps < 1:
+            raise ValueError(f"entropy control total_steps must be >= 1, got {total_steps}")
+        self.mode, self.coef, self.target, self.target_end = mode, float(coef), float(target), target_end
+        self.delta, self.total_steps, self.coef_max = float(delta), total_steps, float(coef_max)
+
+    def target_at(self, step: int) -> float:
+        """H*(step): `target` at step 0, `target_end` from step total_steps on (constant when target_end is None)."""
+        if self.target_end is None:
+            return self.target
+        frac = min(max(step / self.total_steps, 0.0), 1.0)
+        return self.target + (self.target_end - self.target) * frac
+
+    def coef_for_loss(self, entropy: float, step: int) -> float:
+        """α to apply this step given the current mean token entropy H (nats)."""
+        if self.mode == "fixed":
+            return self.coef
+        if self.mode == "adaptive" and entropy <= self.target_at(step):
+            return self.coef
+        return 0.0
+
+    def update(self, entropy: float, step: int) -> None:
+        """After a step: adaptive α ← clamp(α + Δ if H < H*(step) else α - Δ, 0, coef_max); others no-op."""
+        if self.mode != "adaptive":
+            return
+        moved = self.coef + self.delta if entropy < self.target_at(step) else self.coef - self.delta
+        self.coef = min(max(moved, 0.0), self.coef_max)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"coef": self.coef}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.coef = float(state["coef"])
