@@ -54,11 +54,12 @@ def _gpu_share(parts: int) -> float:
     return 1.0 / parts if torch.cuda.is_available() else 0.0
 
 
-def start_learner(*args: Any, num_workers: int, **kwargs: Any):
+def start_learner(*args: Any, num_workers: int, learner_cls: type | None = None, **kwargs: Any):
+    """The learner actor: `learner_cls` (default `rl.learner.Learner`; a subclass overrides its `objective`)."""
     from rl.learner import Learner
 
     # num_cpus=0: the learner and the engines take turns on the same cores (synchronous GRPO).
-    actor = ray.remote(num_cpus=0, num_gpus=_gpu_share(num_workers + 1))(Learner)
+    actor = ray.remote(num_cpus=0, num_gpus=_gpu_share(num_workers + 1))(learner_cls or Learner)
     return actor.remote(*args, **kwargs)
 
 

@@ -1,9 +1,11 @@
 """Configuration of a GRPO run: pydantic models only (no torch, Ray or vLLM import, so `--help` is instant).
 
 Every field's docstring is its documentation: `python -m rl.grpo --help` prints them. Batch semantics, stated once:
-one step samples `data.prompts_per_step` prompts × `rollout.n` completions = the global batch; the learner makes
-`trainer.updates_per_batch` optimizer steps over it, each on the whole batch split into micro-batches of
-`trainer.micro_batch_size` sequences (gradient accumulation; the loss is normalised by the global token count).
+one step samples `data.prompts_per_step` prompts × `rollout.n` completions = the rollout batch (with dynamic
+sampling, that many *informative* prompts). The learner makes `trainer.updates_per_batch` passes over it; each
+pass cuts it into `trainer.mini_batches` mini-batches of whole prompt groups and takes one optimizer step per
+mini-batch; each mini-batch is computed in micro-batches (`trainer.micro_batch_size` sequences, or packed up to
+`trainer.token_budget` tokens) whose gradients accumulate, the loss normalised by the mini-batch's global counts.
 """
 
 from __future__ import annotations
@@ -89,6 +91,10 @@ class RolloutConfig(Strict):
     inserted (loss mask 0) and then writes its answer. Needs `data.think_mode` and `max_answer_tokens`."""
     max_answer_tokens: int | None = Field(None, ge=1)
     """Answer tokens after `</think>` when `thinking_budget` is set (`max_new_tokens` is then not used)."""
+    max_staleness: Literal[0, 1] = 0
+    """0: synchronous (each batch is sampled by the latest weights). 1: one-step off-policy — the next batch is
+    sampled while the learner trains on this one, so it comes from weights one update old (π_old is the
+    sampler's, so the importance ratio stays exact)."""
 
 
 class TrainerConfig(Strict):
@@ -103,9 +109,15 @@ class TrainerConfig(Strict):
     max_grad_norm: float = Field(1.0, gt=0.0)
     """Gradient clipping by global norm."""
     micro_batch_size: int = Field(8, ge=1)
-    """Sequences per forward/backward pass (gradient accumulation covers the rest of the batch)."""
+    """Sequences per forward/backward pass, padded (gradient accumulation covers the rest of the batch)."""
+    token_budget: int | None = Field(None, ge=1)
+    """Pack sequences into micro-batches of at most this many tokens (prompt + completion) with no padding;
+    replaces `micro_batch_size`."""
     updates_per_batch: int = Field(1, ge=1)
-    """μ: optimizer steps per rollout batch; π_old stays the sampling-time policy (off-policy reuse)."""
+    """μ: passes (epochs) over each rollout batch; π_old stays the sampling-time policy (off-policy reuse)."""
+    mini_batches: int = Field(1, ge=1)
+    """Optimizer steps per pass: the batch is cut into this many mini-batches of whole prompt groups
+    (optimizer steps per rollout batch = updates_per_batch × mini_batches)."""
     save_every: int = Field(10, ge=1)
     """Checkpoint every this many steps (and at the end)."""
     keep_last: int = Field(2, ge=1)
@@ -117,19 +129,61 @@ class TrainerConfig(Strict):
 
 
 class LossConfig(Strict):
-    type: Literal["ppo_clip"] = "ppo_clip"
-    """Policy loss (registered in `rl.algos.POLICY_LOSSES`)."""
+    type: Literal["ppo_clip", "gspo"] = "ppo_clip"
+    """Policy loss (`rl.algos.TOKEN_LOSSES`): `ppo_clip` (token ratio) or `gspo` (sequence ratio, Qwen's GSPO;
+    use eps ≈ 3e-4 / 4e-4 and `aggregation: seq-mean-token-mean`)."""
     eps_low: float = Field(0.2, ge=0.0, lt=1.0)
     """Lower clip range: ratio is clipped at 1 - eps_low."""
     eps_high: float = Field(0.2, ge=0.0)
     """Upper clip range: ratio is clipped at 1 + eps_high (DAPO clip-higher uses 0.28)."""
-    aggregation: Literal["token-mean"] = "token-mean"
-    """How token losses become one number: `token-mean` = sum over the global batch / its completion tokens."""
+    dual_clip: float | None = Field(None, gt=1.0)
+    """Dual-clip constant c (≈ 3): for A < 0 the token loss is capped at c·|A| (bounds huge ratios)."""
+    aggregation: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean"
+    """How token losses become one number, always over the whole optimizer step (exact under any micro-batch
+    split): `token-mean` (DAPO: ÷ completion tokens), `seq-mean-token-mean` (GRPO: mean per sequence, then
+    over sequences), `seq-mean-token-sum-norm` (Dr. GRPO: ÷ sequences × max completion tokens)."""
+
+
+class EntropyConfig(Strict):
+    mode: Literal["none", "fixed", "adaptive"] = "none"
+    """`fixed`: loss −= coef·H. `adaptive` (Skywork-OR1): coef rises by `delta` per step while the entropy is
+    below the target and falls while above; the bonus applies only while H ≤ target. The state is checkpointed."""
+    coef: float = Field(0.0, ge=0.0)
+    """The fixed coefficient, or the adaptive controller's starting value."""
+    target: float = Field(0.2, ge=0.0)
+    """Target entropy (nats per token) at step 1."""
+    target_end: float | None = Field(None, ge=0.0)
+    """If set, the target rises (or falls) linearly to this value at `trainer.max_steps`."""
+    delta: float = Field(0.005, gt=0.0)
+    """Adaptive step of the coefficient per training step."""
+    coef_max: float = Field(1.0, gt=0.0)
+    """Upper bound of the adaptive coefficient."""
+    cov: Literal["none", "clip_cov", "kl_cov"] = "none"
+    """Covariance-based entropy control (arXiv 2505.22617): `clip_cov` detaches the gradient of a random
+    `cov_frac` of tokens with covariance in [cov_low, cov_high]; `kl_cov` adds kl_cov_coef·|logπ − logπ_old| on
+    the top `cov_frac` tokens by covariance."""
+    cov_frac: float = Field(2e-4, gt=0.0, le=1.0)
+    """Fraction of tokens Clip-Cov / KL-Cov acts on (at least one)."""
+    cov_low: float = 1.0
+    """Clip-Cov: lower covariance bound of candidate tokens."""
+    cov_high: float = 5.0
+    """Clip-Cov: upper covariance bound of candidate tokens."""
+    kl_cov_coef: float = Field(1.0, ge=0.0)
+    """KL-Cov: weight of the |logπ − logπ_old| penalty."""
+
+    @model_validator(mode="after")
+    def _check(self) -> EntropyConfig:
+        if self.mode == "fixed" and self.coef == 0.0:
+            raise ValueError("entropy.mode=fixed needs entropy.coef > 0")
+        if self.cov_low >= self.cov_high:
+            raise ValueError(f"entropy.cov_low={self.cov_low} must be below entropy.cov_high={self.cov_high}")
+        return self
 
 
 class AlgorithmConfig(Strict):
-    advantage: Literal["grpo"] = "grpo"
-    """Advantage estimator (registered in `rl.algos.ADVANTAGES`)."""
+    advantage: Literal["grpo", "dr_grpo", "rloo"] = "grpo"
+    """Advantage estimator (`rl.algos.ADVANTAGES`): `grpo` (r − mean) / (std + eps); `dr_grpo` r − mean;
+    `rloo` r − mean of the other completions of the prompt."""
     std_eps: float = Field(1e-6, gt=0.0)
     """eps in (r - mean) / (std + eps)."""
     loss: LossConfig = LossConfig()
@@ -138,6 +192,23 @@ class AlgorithmConfig(Strict):
     """Weight of the KL penalty to the frozen reference; 0 loads no reference model."""
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
     """Per-token KL estimator (k3 = exp(x) - x - 1, unbiased and ≥ 0)."""
+    kl_mode: Literal["loss", "reward"] = "loss"
+    """`loss`: add kl_beta·KL to the loss; `reward`: subtract kl_beta·Σ_t k1 from each completion's reward
+    before the advantages (PPO-RLHF style)."""
+    entropy: EntropyConfig = EntropyConfig()
+    """Entropy bonus / adaptive control / covariance-based control."""
+    mismatch: Literal["none", "tis", "mis_token", "mis_seq"] = "none"
+    """Rollout/trainer mismatch correction: the learner recomputes π_old itself and weights each token by
+    min(π_old / π_sampler, C) (`tis`) or drops tokens / whole sequences whose ratio leaves [1/C, C] (`mis_*`)."""
+    mismatch_c: float = Field(2.0, gt=1.0)
+    """C of the mismatch correction."""
+    dynamic_sampling: bool = False
+    """DAPO dynamic sampling: drop prompts whose completions all got the same reward and sample further prompts
+    until the step has `data.prompts_per_step` informative ones (at most `dynamic_sampling_rounds` rounds)."""
+    dynamic_sampling_rounds: int = Field(3, ge=1)
+    """Generation rounds per step with dynamic sampling (the step trains on what it has after the last one)."""
+    mask_truncated: bool = False
+    """Overlong masking (DAPO): completions cut at the token limit carry no loss."""
 
 
 class RewardConfig(Strict):
@@ -197,7 +268,7 @@ class GRPOConfig(Strict):
     trainer: TrainerConfig
     """Optimisation and checkpointing."""
     algorithm: AlgorithmConfig = AlgorithmConfig()
-    """Advantages, policy loss, KL."""
+    """Advantages, policy loss, KL, entropy control, mismatch correction, dynamic sampling."""
     rewards: list[RewardConfig] = Field(min_length=1)
     """Reward functions; the step reward is their weighted sum (entries returning None are left out)."""
     eval: EvalConfig | None = None
@@ -214,4 +285,17 @@ class GRPOConfig(Strict):
             raise ValueError("rollout.thinking_budget and rollout.max_answer_tokens go together: set both or neither")
         if budget is not None and self.data.think_mode == "off":
             raise ValueError("rollout.thinking_budget needs data.think_mode: think, no_think or mixed (it is off)")
+        return self
+
+    @model_validator(mode="after")
+    def _batch_semantics(self) -> GRPOConfig:
+        prompts, minis = self.data.prompts_per_step, self.trainer.mini_batches
+        if prompts % minis:
+            raise ValueError(f"trainer.mini_batches={minis} must divide data.prompts_per_step={prompts} (a "
+                             "mini-batch holds whole prompt groups)")
+        if self.algorithm.kl_mode == "reward" and self.algorithm.kl_beta == 0.0:
+            raise ValueError("algorithm.kl_mode=reward needs algorithm.kl_beta > 0")
+        if self.algorithm.loss.type == "gspo" and self.algorithm.mismatch == "mis_token":
+            raise ValueError("algorithm.mismatch=mis_token drops single tokens, which breaks GSPO's sequence "
+                             "ratio; use mis_seq or tis")
         return self

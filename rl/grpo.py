@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,7 @@ class Run:
         init_ray(cfg.ray_address)
         self.learner = start_learner(model_path, cfg.model, cfg.trainer, cfg.algorithm, cfg.rollout.temperature,
                                      resume_from=str(checkpoint) if checkpoint else None,
-                                     num_workers=cfg.rollout.workers)
+                                     max_completion_tokens=self.max_completion_tokens, num_workers=cfg.rollout.workers)
         longest = max(len(p) for p in self.train_set.ids + self.eval_set.ids)
         self.rollout = RolloutGroup(cfg.rollout.workers, cfg.rollout.backend, dict(
             model_path=model_path, dtype=cfg.model.dtype, seed=cfg.trainer.seed,
@@ -130,6 +131,10 @@ class Run:
             self.rollout.load_weights(self.learner.weights.remote())
         self.log = MetricsLog(self.out, cfg.tensorboard, resume_step=self.start_step)
         self.resumed_from = checkpoint
+        # one-step off-policy: the next rollout runs in this thread while the learner trains; checkpoints then
+        # record the data cursor from before the prefetched prompts (`stream_checkpoint`), so none is lost.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollout")
+        self.stream_checkpoint: dict | None = None
 
 
 def encode_prompts(rows: list[dict], tokenizer: Any, cfg: GRPOConfig, source: str) -> PromptSet:
@@ -156,10 +161,11 @@ def train(cfg: GRPOConfig, inputs: Inputs) -> None:
     elif cfg.eval:
         run.log.log({"step": 0, **evaluate(run)})
         console.print(f"step 0: held-out accuracy {run.log.records[-1]['eval_accuracy']:.3f}")
+    pending = None  # max_staleness 1: the next step's rollout, sampled while the learner trains
     with _progress(console) as progress:
         task = progress.add_task("GRPO", total=cfg.trainer.max_steps, completed=run.start_step)
         for step in range(run.start_step + 1, cfg.trainer.max_steps + 1):
-            record = grpo_step(run, step)
+            record, pending = grpo_step(run, step, pending)
             if cfg.eval and (step == cfg.trainer.max_steps or (cfg.eval.every and step % cfg.eval.every == 0)):
                 record.update(evaluate(run))
             run.log.log(record)
@@ -174,39 +180,142 @@ def train(cfg: GRPOConfig, inputs: Inputs) -> None:
     ray.shutdown()
 
 
-def grpo_step(run: Run, step: int) -> dict[str, float]:
-    """rollout → reward → advantage → update → sync; returns this step's metrics."""
-    import ray
-    import torch
+@dataclass
+class Rollout:
+    """One step's sampled and scored completions: all of them (for metrics) and the groups kept for training."""
 
-    from rl.algos import ADVANTAGES
-    from rl.learner import TrainBatch
+    rows_idx: list[int]  # row of each sampled completion (groups of rollout.n contiguous)
+    completions: list
+    rewards: list[float]
+    keep: list[bool]  # per completion: its group goes into the training batch
+    reward_metrics: dict
+    rounds: int
+    time_rollout_s: float
+    time_reward_s: float
+
+
+def grpo_step(run: Run, step: int, pending: Future | None = None) -> tuple[dict[str, float], Future | None]:
+    """rollout → reward → advantage → update → sync; returns this step's metrics and, with
+    `rollout.max_staleness: 1`, the next step's rollout already under way."""
+    import ray
+
+    cfg = run.cfg
+    t0 = time.perf_counter()
+    rollout = pending.result() if pending is not None else collect(run, step)
+    batch, batch_metrics = make_batch(run, rollout)
+    t_train = time.perf_counter()
+    train_ref = run.learner.train.remote(batch, step)
+    pending, run.stream_checkpoint = None, None
+    if cfg.rollout.max_staleness and step < cfg.trainer.max_steps:
+        run.stream_checkpoint = run.stream.state_dict()  # before the prefetched prompts are taken
+        pending = run.executor.submit(collect, run, step + 1)
+    train_metrics = ray.get(train_ref)
+    t_sync = time.perf_counter()
+    run.rollout.load_weights(run.learner.weights.remote())  # waits for a prefetching engine to finish first
+    t_end = time.perf_counter()
+    times = {"time_step_s": t_end - t0, "time_rollout_s": rollout.time_rollout_s,
+             "time_reward_s": rollout.time_reward_s, "time_train_s": t_sync - t_train, "time_sync_s": t_end - t_sync,
+             "train_tokens_per_s": (batch.num_completion_tokens + sum(map(len, batch.prompt_ids)))
+             * cfg.trainer.updates_per_batch / (t_sync - t_train)}
+    modes = [run.train_set.modes[i] for i in rollout.rows_idx]
+    record = step_metrics(torch_tensor(rollout.rewards), cfg.rollout.n, rollout.completions, modes, train_metrics,
+                          times)
+    return {"step": step, **record, **batch_metrics, **rollout.reward_metrics}, pending
+
+
+def collect(run: Run, step: int) -> Rollout:
+    """Sample `rollout.n` completions for `data.prompts_per_step` prompts and score them. With dynamic sampling,
+    groups whose rewards are all equal are left out of training and further prompts are sampled (over-sampled by
+    the informative rate seen so far) until the step has `prompts_per_step` informative groups or the rounds run out."""
+    from rl.algos import informative_groups
     from rl.rollout import SamplingSpec
 
     cfg, n = run.cfg, run.cfg.rollout.n
-    t0 = time.perf_counter()
-    rows_idx = [i for i in run.stream.take(cfg.data.prompts_per_step) for _ in range(n)]  # one per completion
+    algo, want = cfg.algorithm, cfg.data.prompts_per_step
     spec = SamplingSpec(n=n, max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
                         top_p=cfg.rollout.top_p)
-    completions = sample(run, [run.train_set.ids[i] for i in rows_idx[::n]], spec)
-    t1 = time.perf_counter()
-    rewards, reward_metrics = score_completions(run, run.train_set, rows_idx, completions, step)
-    t2 = time.perf_counter()
-    reward_t = torch.tensor(rewards)
-    advantages = ADVANTAGES[cfg.algorithm.advantage](reward_t, n, cfg.algorithm.std_eps)
-    batch = TrainBatch([run.train_set.ids[i] for i in rows_idx], [c.token_ids for c in completions],
-                       [c.logprobs for c in completions], advantages.tolist(),
-                       loss_masks=[c.loss_mask or [1] * len(c.token_ids) for c in completions])
-    train_metrics = ray.get(run.learner.train.remote(batch))
-    t3 = time.perf_counter()
-    run.rollout.load_weights(run.learner.weights.remote())
-    t4 = time.perf_counter()
-    times = {"time_step_s": t4 - t0, "time_rollout_s": t1 - t0, "time_reward_s": t2 - t1,
-             "time_train_s": t3 - t2, "time_sync_s": t4 - t3,
-             "train_tokens_per_s": (batch.num_completion_tokens + sum(map(len, batch.prompt_ids)))
-             * cfg.trainer.updates_per_batch / (t3 - t2)}
-    modes = [run.train_set.modes[i] for i in rows_idx]
-    return {"step": step, **step_metrics(reward_t, n, completions, modes, train_metrics, times), **reward_metrics}
+    out = Rollout([], [], [], [], {}, 0, 0.0, 0.0)
+    parts: list[tuple[dict, int]] = []
+    kept_groups = 0
+    for _ in range(algo.dynamic_sampling_rounds if algo.dynamic_sampling else 1):
+        missing = want - kept_groups
+        if missing == 0:
+            break
+        sampled_groups = len(out.rows_idx) // n
+        rate = max(kept_groups / sampled_groups, 0.25) if sampled_groups else 1.0
+        prompts = run.stream.take(missing if not sampled_groups else min(-(-missing // rate), 4 * missing))
+        rows_idx = [i for i in prompts for _ in range(n)]
+        t0 = time.perf_counter()
+        completions = sample(run, [run.train_set.ids[i] for i in prompts], spec)
+        t1 = time.perf_counter()
+        rewards, metrics = score_completions(run, run.train_set, rows_idx, completions, step)
+        out.time_rollout_s += t1 - t0
+        out.time_reward_s += time.perf_counter() - t1
+        informative = informative_groups(torch_tensor(rewards), n).tolist() if algo.dynamic_sampling else \
+            [True] * len(prompts)
+        for useful in informative:
+            take = useful and kept_groups < want
+            kept_groups += take
+            out.keep += [take] * n
+        out.rows_idx += rows_idx
+        out.completions += completions
+        out.rewards += rewards
+        out.rounds += 1
+        parts.append((metrics, len(completions)))
+    if not any(out.keep):  # nothing informative: train on the last round (zero advantages; entropy/KL terms only)
+        out.keep[-len(completions):] = [True] * len(completions)
+    out.reward_metrics = _merge_reward_metrics(parts)
+    if algo.dynamic_sampling:
+        out.reward_metrics.update({"dynamic/rounds": out.rounds, "dynamic/kept_groups": kept_groups,
+                                   "dynamic/sampled_groups": len(out.rows_idx) // n})
+    return out
+
+
+def make_batch(run: Run, rollout: Rollout) -> tuple[Any, dict[str, float]]:
+    """The training batch of the kept groups: loss masks (inserted budget text, overlong masking), the KL reward
+    penalty when `algorithm.kl_mode: reward`, and the advantages."""
+    import ray
+
+    from rl.algos import ADVANTAGES
+    from rl.learner import TrainBatch
+
+    cfg, algo = run.cfg, run.cfg.algorithm
+    kept = [k for k, keep in enumerate(rollout.keep) if keep]
+    comps = [rollout.completions[k] for k in kept]
+    masks = [c.loss_mask or [1] * len(c.token_ids) for c in comps]
+    if algo.mask_truncated:
+        masks = [[0] * len(m) if c.finish_reason == "length" else m for c, m in zip(comps, masks)]
+    batch = TrainBatch([run.train_set.ids[rollout.rows_idx[k]] for k in kept], [c.token_ids for c in comps],
+                       [c.logprobs for c in comps], [0.0] * len(kept), loss_masks=masks, group_size=cfg.rollout.n)
+    rewards = torch_tensor([rollout.rewards[k] for k in kept])
+    metrics: dict[str, float] = {}
+    if algo.kl_mode == "reward":
+        penalty = torch_tensor(ray.get(run.learner.reference_kl.remote(batch)))
+        rewards = rewards - algo.kl_beta * penalty
+        metrics["kl_reward_penalty"] = (algo.kl_beta * penalty).mean().item()
+    batch.advantages = ADVANTAGES[algo.advantage](rewards, cfg.rollout.n, algo.std_eps).tolist()
+    return batch, metrics
+
+
+def _merge_reward_metrics(parts: list[tuple[dict, int]]) -> dict:
+    """Per-reward metrics of several scoring rounds: counts and times add up, means are weighted by completions."""
+    if len(parts) == 1:
+        return parts[0][0]
+    total = sum(count for _, count in parts)
+    merged: dict[str, float] = {}
+    for metrics, count in parts:
+        for key, value in metrics.items():
+            if value is None:
+                continue
+            additive = key.endswith(("/errors", "/time_s"))
+            merged[key] = merged.get(key, 0.0) + (value if additive else value * count / total)
+    return merged
+
+
+def torch_tensor(values: list[float]):
+    import torch
+
+    return torch.tensor(values, dtype=torch.float32)
 
 
 def sample(run: Run, prompt_ids: list[list[int]], spec) -> list:
@@ -226,10 +335,8 @@ def step_metrics(rewards, n: int, completions: list, modes: list[str], train: di
 
     lengths = torch.tensor([len(c.token_ids) for c in completions], dtype=torch.float32)
     record = {
-        "reward_mean": rewards.mean().item(), "reward_std": rewards.std().item(),
-        "entropy": train["entropy"], "kl_ref": train.get("kl_ref"), "clip_frac": train["clip_frac"],
-        "ratio_mean": train["ratio_mean"], "mismatch_kl": train["mismatch_kl"], "policy_loss": train["policy_loss"],
-        "grad_norm": train["grad_norm"], "lr": train["lr"], "response_len_mean": lengths.mean().item(),
+        "reward_mean": rewards.mean().item(), "reward_std": rewards.std().item(), "kl_ref": None, **train,
+        "response_len_mean": lengths.mean().item(),
         "truncated_frac": sum(c.finish_reason == "length" for c in completions) / len(completions),
         "zero_adv_group_frac": (rewards.view(-1, n).std(dim=1) == 0).float().mean().item(),
         "rollout_tokens_per_s": lengths.sum().item() / times["time_rollout_s"], **times,
@@ -279,7 +386,7 @@ def save(run: Run, step: int) -> None:
     from rl.checkpoint import save_checkpoint
 
     save_checkpoint(run.out, step, lambda d: ray.get(run.learner.save.remote(d)),
-                    {"data": run.stream.state_dict()}, keep_last=run.cfg.trainer.keep_last)
+                    {"data": run.stream_checkpoint or run.stream.state_dict()}, keep_last=run.cfg.trainer.keep_last)
 
 
 def _console():

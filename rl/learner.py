@@ -10,41 +10,34 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from rl.algos import POLICY_LOSSES, kl_per_token, token_entropy, token_logprobs
+from rl.algos import (
+    TOKEN_LOSSES,
+    EntropyController,
+    aggregate,
+    clip_cov_mask,
+    kl_cov_penalty,
+    kl_per_token,
+    mismatch_kl,
+    mismatch_weights,
+    token_entropy,
+    token_entropy_grad,
+    token_logprobs,
+)
+from rl.batching import LossNorms, TrainBatch, collate, pad_rows, plan_micro_batches
 from rl.config import AlgorithmConfig, ModelConfig, TrainerConfig
 
-
-@dataclass
-class TrainBatch:
-    """One rollout batch, flattened to B*G sequences (plain lists, cheap to ship through Ray)."""
-
-    prompt_ids: list[list[int]]
-    completion_ids: list[list[int]]
-    old_logprobs: list[list[float]]  # sampling-time log π_old per completion token
-    advantages: list[float]  # one per sequence
-    # 0 on completion tokens the policy did not sample (e.g. the text a thinking budget inserts): they stay in
-    # the input, so later tokens condition on them, but never enter the loss or the token count. None = all 1.
-    loss_masks: list[list[int]] | None = None
-
-    def __len__(self) -> int:
-        return len(self.prompt_ids)
-
-    def mask(self, i: int) -> list[int]:
-        return self.loss_masks[i] if self.loss_masks is not None else [1] * len(self.completion_ids[i])
-
-    @property
-    def num_completion_tokens(self) -> int:
-        """Completion tokens that carry loss (the denominator of the global token-mean)."""
-        return sum(sum(self.mask(i)) for i in range(len(self)))
+__all__ = ["Learner", "LossNorms", "TrainBatch"]
 
 
 class Learner:
-    """Computes the GRPO loss over micro-batches, steps AdamW, and hands out weights and checkpoints."""
+    """Computes the policy loss over micro-batches, steps AdamW, and hands out weights and checkpoints.
+
+    `objective` is the per-micro-batch loss; subclasses (e.g. distillation) override it.
+    """
 
     def __init__(
         self,
@@ -54,12 +47,14 @@ class Learner:
         algo_cfg: AlgorithmConfig,
         temperature: float,
         resume_from: str | None = None,
+        max_completion_tokens: int = 1,
     ):
         from rl.policy import load_policy, load_reference
 
         torch.set_num_threads(trainer_cfg.torch_threads or os.cpu_count())
         torch.manual_seed(trainer_cfg.seed)
         self.trainer_cfg, self.algo_cfg, self.temperature = trainer_cfg, algo_cfg, temperature
+        self.max_completion_tokens = max_completion_tokens
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.compute_dtype = getattr(torch, model_cfg.dtype)
         self.policy = load_policy(model_path, model_cfg, self.device, resume_from)
@@ -68,29 +63,66 @@ class Learner:
         self.optimizer = torch.optim.AdamW(params, lr=trainer_cfg.lr, weight_decay=trainer_cfg.weight_decay)
         warmup = trainer_cfg.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
+        e = algo_cfg.entropy
+        self.entropy_control = EntropyController(mode=e.mode, coef=e.coef, target=e.target, target_end=e.target_end,
+                                                 delta=e.delta, total_steps=trainer_cfg.max_steps, coef_max=e.coef_max)
+        self._last_entropy: float | None = None
+        self._cov_generator = torch.Generator().manual_seed(trainer_cfg.seed)
         if resume_from is not None:
             self._load_training_state(Path(resume_from))
 
     # ---- training -------------------------------------------------------------------------------------------
 
-    def train(self, batch: TrainBatch) -> dict[str, float]:
-        """`trainer.updates_per_batch` optimizer steps on the batch; returns metrics averaged over them."""
+    def train(self, batch: TrainBatch, step: int = 1) -> dict[str, float]:
+        """`updates_per_batch` passes over the batch, `mini_batches` optimizer steps each; returns the metrics
+        averaged over the optimizer steps, the pre-update mismatch statistics and the entropy controller's state.
+        `step` is the driver's step (the entropy target's schedule)."""
         self.policy.model.train()
+        cfg, algo = self.trainer_cfg, self.algo_cfg
+        e = self.entropy_control
+        self._entropy_coef = e.coef_for_loss(self._last_entropy if self._last_entropy is not None else 0.0, step)
+        info: dict[str, float] = {"entropy_coef": self._entropy_coef}
+        if e.mode == "adaptive" or algo.entropy.target_end is not None:
+            info["entropy_target"] = e.target_at(step)
+        # π_old as the trainer sees it, before any update: needed to correct the sampler mismatch, and to measure
+        # it when later mini-batches would otherwise see already-updated weights.
+        if algo.mismatch != "none" or cfg.mini_batches > 1:
+            batch, pre = self._with_trainer_old_logprobs(batch)
+            info.update(pre)
+        groups = _mini_batches(len(batch), cfg.mini_batches, batch.group_size)
         totals: dict[str, float] = {}
-        mu = self.trainer_cfg.updates_per_batch
-        for _ in range(mu):
-            for key, value in self._optimizer_step(batch).items():
-                totals[key] = totals.get(key, 0.0) + value / mu
+        num_steps = cfg.updates_per_batch * len(groups)
+        for epoch in range(cfg.updates_per_batch):
+            for idx in groups:
+                metrics = self._optimizer_step(batch.select(idx) if len(groups) > 1 else batch)
+                first_pass_mismatch = metrics.pop("mismatch_kl")
+                if epoch == 0 and "mismatch_kl" not in info:  # one mini-batch: its first pass is pre-update
+                    info["mismatch_kl"] = first_pass_mismatch
+                for key, value in metrics.items():
+                    totals[key] = totals.get(key, 0.0) + value / num_steps
+        # entropy (a token-mean over each step) → the controller, for the next step's coefficient
+        self._last_entropy = totals["entropy"]
+        e.update(self._last_entropy, step)
+        totals.update(info)
         totals["lr"] = self.scheduler.get_last_lr()[0]
         return totals
 
     def _optimizer_step(self, batch: TrainBatch) -> dict[str, float]:
-        num_tokens = batch.num_completion_tokens
+        norms = LossNorms(num_tokens=max(batch.num_completion_tokens, 1), num_sequences=len(batch),
+                          max_len=self.max_completion_tokens)
         metrics: dict[str, float] = {}
         self.optimizer.zero_grad(set_to_none=True)
-        for micro in self._micro_batches(batch):
-            loss, micro_metrics = self._micro_loss(micro, num_tokens)
+        for mb in self._micro_batches(batch):
+            with self._autocast():
+                logits = self.policy.completion_logits(mb)
+            logits = logits.float() / self.temperature
+            logprobs = token_logprobs(logits, mb["targets"])
+            loss, micro_metrics = self.objective(mb, logits, logprobs, norms)
             loss.backward()
+            sampler = mb.get("sampler_logprobs", mb["old_logprobs"])
+            micro_metrics["mismatch_kl"] = (
+                mismatch_kl(logprobs.detach(), sampler, mb["loss_mask"]).item() * mb["loss_mask"].sum().item()
+                / norms.num_tokens)
             for key, value in micro_metrics.items():
                 metrics[key] = metrics.get(key, 0.0) + value
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -99,66 +131,128 @@ class Learner:
         self.scheduler.step()
         return metrics
 
-    def _micro_batches(self, batch: TrainBatch) -> list[dict[str, torch.Tensor]]:
-        """Sequences sorted by length (less padding), cut into micro-batches of `micro_batch_size`."""
-        order = sorted(range(len(batch)), key=lambda i: len(batch.prompt_ids[i]) + len(batch.completion_ids[i]))
-        size = self.trainer_cfg.micro_batch_size
-        return [
-            self._collate([batch.prompt_ids[i] for i in idx], [batch.completion_ids[i] for i in idx],
-                          [batch.old_logprobs[i] for i in idx], [batch.advantages[i] for i in idx],
-                          [batch.mask(i) for i in idx])
-            for idx in (order[s : s + size] for s in range(0, len(order), size))
-        ]
+    def _micro_batches(self, batch: TrainBatch):
+        """Collated micro-batches (padded, or packed by `trainer.token_budget`), generated lazily."""
+        cfg = self.trainer_cfg
+        plan = plan_micro_batches([batch.seq_len(i) for i in range(len(batch))],
+                                  micro_batch_size=cfg.micro_batch_size, token_budget=cfg.token_budget)
+        for idx in plan:
+            yield collate(batch, idx, packed=cfg.token_budget is not None, device=self.device)
 
-    def _collate(self, prompts, completions, old_logprobs, advantages, loss_masks) -> dict[str, torch.Tensor]:
-        seq_len = max(len(p) + len(c) for p, c in zip(prompts, completions))
-        comp_len = max(len(c) for c in completions)
-        n = len(prompts)
-        input_ids = torch.zeros(n, seq_len, dtype=torch.long)
-        attention = torch.zeros(n, seq_len, dtype=torch.long)
-        targets = torch.zeros(n, comp_len, dtype=torch.long)
-        positions = torch.zeros(n, comp_len, dtype=torch.long)
-        old = torch.zeros(n, comp_len)
-        mask = torch.zeros(n, comp_len)
-        for i, (p, c, lp, m) in enumerate(zip(prompts, completions, old_logprobs, loss_masks)):
-            input_ids[i, : len(p) + len(c)] = torch.tensor(p + c)
-            attention[i, : len(p) + len(c)] = 1
-            targets[i, : len(c)] = torch.tensor(c)
-            # the logits at position t predict token t + 1: completion token k is predicted at len(p) - 1 + k
-            positions[i, : len(c)] = torch.arange(len(p) - 1, len(p) - 1 + len(c))
-            old[i, : len(c)] = torch.tensor(lp)
-            mask[i, : len(c)] = torch.tensor(m, dtype=torch.float32)
-        tensors = dict(input_ids=input_ids, attention_mask=attention, targets=targets, positions=positions,
-                       old_logprobs=old, loss_mask=mask, advantages=torch.tensor(advantages, dtype=torch.float32))
-        return {k: v.to(self.device) for k, v in tensors.items()}
+    def objective(self, mb: dict[str, torch.Tensor], logits: torch.Tensor, logprobs: torch.Tensor,
+                  norms: LossNorms) -> tuple[torch.Tensor, dict[str, float]]:
+        """The RL loss of one micro-batch, as its exact share of the optimizer step's loss.
 
-    def _micro_loss(self, mb: dict[str, torch.Tensor], num_tokens: int) -> tuple[torch.Tensor, dict[str, float]]:
-        with self._autocast():
-            logits = self.policy.completion_logits(mb["input_ids"], mb["attention_mask"], mb["positions"])
-        logits = logits.float() / self.temperature
-        logprobs = token_logprobs(logits, mb["targets"])
-        loss_fn = POLICY_LOSSES[self.algo_cfg.loss.type]
-        loss, metrics = loss_fn(
-            logprobs, mb["old_logprobs"], mb["advantages"], mb["loss_mask"],
-            eps_low=self.algo_cfg.loss.eps_low, eps_high=self.algo_cfg.loss.eps_high,
-            num_tokens_in_global_batch=num_tokens,
-        )
-        mask = mb["loss_mask"]
-        metrics["entropy"] = ((token_entropy(logits.detach()) * mask).sum() / num_tokens).item()
-        metrics["mismatch_kl"] = (((mb["old_logprobs"] - logprobs.detach()) * mask).sum() / num_tokens).item()
+        mb: a collated micro-batch (`rl.batching.collate`); logits [N, T, V] float32 at the completion positions,
+        already divided by the temperature; logprobs [N, T] of the targets. Returns (loss, metrics), the metrics
+        being contributions that sum over the micro-batches of the step.
+        """
+        algo, ent = self.algo_cfg, self.algo_cfg.entropy
+        mask, adv, old = mb["loss_mask"], mb["advantages"], mb["old_logprobs"]
+        policy_logprobs = logprobs
+        if ent.cov == "clip_cov":
+            detach = clip_cov_mask(logprobs.detach(), adv, mask, clip_ratio=ent.cov_frac, cov_low=ent.cov_low,
+                                   cov_high=ent.cov_high, generator=self._cov_generator)
+            policy_logprobs = torch.where(detach, logprobs.detach(), logprobs)
+        loss_cfg = algo.loss
+        token_loss, stats = TOKEN_LOSSES[loss_cfg.type](policy_logprobs, old, adv, mask, eps_low=loss_cfg.eps_low,
+                                                        eps_high=loss_cfg.eps_high, dual_clip=loss_cfg.dual_clip)
+        if "is_weights" in mb:  # TIS / MIS weights from the pre-update pass (detached)
+            token_loss = token_loss * mb["is_weights"]
+        if ent.cov == "kl_cov":
+            token_loss = token_loss + kl_cov_penalty(logprobs, old, adv, mask, top_frac=ent.cov_frac,
+                                                     coef=ent.kl_cov_coef)
+        loss = aggregate(token_loss, mask, loss_cfg.aggregation, num_tokens=norms.num_tokens,
+                         num_sequences=norms.num_sequences, max_len=norms.max_len)
+
+        def token_mean(x: torch.Tensor) -> float:
+            return ((x * mask).sum() / norms.num_tokens).item()
+
+        metrics = {"policy_loss": loss.item(), "clip_frac": token_mean(stats["clipped"]),
+                   "ratio_mean": token_mean(stats["ratio"])}
+        if loss_cfg.dual_clip is not None:
+            metrics["dual_clip_frac"] = token_mean(stats["dual_clipped"])
+        if self._entropy_coef > 0:
+            entropy = token_entropy_grad(logits)
+            loss = loss - self._entropy_coef * (entropy * mask).sum() / norms.num_tokens
+            metrics["entropy"] = token_mean(entropy.detach())
+        else:
+            metrics["entropy"] = token_mean(token_entropy(logits.detach()))
         if self.reference is not None:
-            with torch.no_grad(), self._autocast():
-                ref_logits = self.reference.completion_logits(mb["input_ids"], mb["attention_mask"], mb["positions"])
-            ref_logprobs = token_logprobs(ref_logits.float() / self.temperature, mb["targets"])
-            kl = (kl_per_token(logprobs, ref_logprobs, self.algo_cfg.kl_estimator) * mask).sum() / num_tokens
-            loss = loss + self.algo_cfg.kl_beta * kl
+            ref_logprobs = self._reference_logprobs(mb)
+            kl = (kl_per_token(logprobs, ref_logprobs, algo.kl_estimator) * mask).sum() / norms.num_tokens
+            if algo.kl_mode == "loss":
+                loss = loss + algo.kl_beta * kl
             metrics["kl_ref"] = kl.item()
         return loss, metrics
+
+    # ---- extra passes ---------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _with_trainer_old_logprobs(self, batch: TrainBatch) -> tuple[TrainBatch, dict[str, float]]:
+        """Recompute log π_old with the learner's weights before the update. With a mismatch correction, π_old
+        becomes the trainer's and the per-token correction weights join the batch; the sampler/trainer mismatch
+        is measured either way."""
+        from dataclasses import replace
+
+        trainer_old = self.logprobs(batch)
+        masks = [batch.mask(i) for i in range(len(batch))]
+        t, s, m = pad_rows(trainer_old, torch.float32), pad_rows(batch.old_logprobs, torch.float32), pad_rows(masks, torch.float32)
+        info = {"mismatch_kl": mismatch_kl(t, s, m).item()}
+        algo = self.algo_cfg
+        if algo.mismatch == "none":
+            return batch, info
+        w = mismatch_weights(t, s, m, algo.mismatch, algo.mismatch_c)
+        info["mismatch_kept_frac"] = (((w > 0).float() * m).sum() / m.sum().clamp(min=1)).item()
+        info["mismatch_weight_mean"] = ((w * m).sum() / m.sum().clamp(min=1)).item()
+        weights = [w[i, : len(c)].tolist() for i, c in enumerate(batch.completion_ids)]
+        extras = {**batch.extras, "is_weights": weights, "sampler_logprobs": batch.old_logprobs}
+        return replace(batch, old_logprobs=trainer_old, extras=extras), info
+
+    @torch.no_grad()
+    def logprobs(self, batch: TrainBatch) -> list[list[float]]:
+        """log π_θ (at the sampling temperature) of every completion token, without gradients."""
+        self.policy.model.eval()
+        out: list[list[float] | None] = [None] * len(batch)
+        cfg = self.trainer_cfg
+        plan = plan_micro_batches([batch.seq_len(i) for i in range(len(batch))],
+                                  micro_batch_size=cfg.micro_batch_size, token_budget=cfg.token_budget)
+        for idx in plan:
+            mb = collate(batch, idx, packed=cfg.token_budget is not None, device=self.device)
+            with self._autocast():
+                logits = self.policy.completion_logits(mb)
+            lp = token_logprobs(logits.float() / self.temperature, mb["targets"]).cpu()
+            for k, i in enumerate(idx):
+                out[i] = lp[k, : len(batch.completion_ids[i])].tolist()
+        self.policy.model.train()
+        return out
+
+    @torch.no_grad()
+    def reference_kl(self, batch: TrainBatch) -> list[float]:
+        """Σ_t (log π_old − log π_ref) per completion (k1 summed over its loss-carrying tokens): the PPO-RLHF
+        reward penalty of `algorithm.kl_mode: reward`."""
+        out: list[float] = [0.0] * len(batch)
+        cfg = self.trainer_cfg
+        plan = plan_micro_batches([batch.seq_len(i) for i in range(len(batch))],
+                                  micro_batch_size=cfg.micro_batch_size, token_budget=cfg.token_budget)
+        for idx in plan:
+            mb = collate(batch, idx, packed=cfg.token_budget is not None, device=self.device)
+            ref = self._reference_logprobs(mb)
+            per_seq = ((mb["old_logprobs"] - ref) * mb["loss_mask"]).sum(dim=1).cpu()
+            for k, i in enumerate(idx):
+                out[i] = per_seq[k].item()
+        return out
+
+    def _reference_logprobs(self, mb: dict[str, torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad(), self._autocast():
+            ref_logits = self.reference.completion_logits(mb)
+        return token_logprobs(ref_logits.float() / self.temperature, mb["targets"])
 
     def _autocast(self):
         if self.compute_dtype == torch.float32:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.compute_dtype)
+
 
     # ---- weights and checkpoints ----------------------------------------------------------------------------
 
@@ -170,9 +264,10 @@ class Learner:
     def score(self, prompt: list[int], completion: list[int]) -> list[float]:
         """log π_θ of each completion token at temperature 1 (as the engines' `score`)."""
         self.policy.model.eval()
-        mb = self._collate([prompt], [completion], [[0.0] * len(completion)], [0.0], [[1] * len(completion)])
+        batch = TrainBatch([prompt], [completion], [[0.0] * len(completion)], [0.0])
+        mb = collate(batch, [0], packed=False, device=self.device)
         with self._autocast():
-            logits = self.policy.completion_logits(mb["input_ids"], mb["attention_mask"], mb["positions"])
+            logits = self.policy.completion_logits(mb)
         return token_logprobs(logits.float(), mb["targets"])[0].tolist()
 
     def save(self, directory: str) -> None:
@@ -181,6 +276,7 @@ class Learner:
         self.policy.save_pretrained(path)
         torch.save(
             {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+             "entropy_control": self.entropy_control.state_dict(), "last_entropy": self._last_entropy,
              "torch_rng": torch.get_rng_state(),
              "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None},
             path / "training_state.pt",
@@ -190,6 +286,16 @@ class Learner:
         state = torch.load(path / "training_state.pt", weights_only=False, map_location="cpu")  # RNG states must stay on CPU; the optimizer moves its own state
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if "entropy_control" in state:
+            self.entropy_control.load_state_dict(state["entropy_control"])
+            self._last_entropy = state["last_entropy"]
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def _mini_batches(n: int, parts: int, group_size: int) -> list[list[int]]:
+    """`parts` contiguous slices of range(n), each made of whole groups of `group_size` sequences."""
+    groups = -(-n // group_size)
+    per = -(-groups // parts)
+    return [list(range(g * group_size, min((g + per) * group_size, n))) for g in range(0, groups, per)]

@@ -23,13 +23,13 @@ class Policy:
         self._trunk = base.get_decoder()
         self._head = base.get_output_embeddings()
 
-    def completion_logits(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor
-    ) -> torch.Tensor:
-        """input_ids, attention_mask: [N, S]; positions: [N, T] indices into S → logits [N, T, V]."""
-        hidden = self._trunk(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-        picked = hidden.gather(1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
-        return self._head(picked)
+    def completion_logits(self, mb: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits [N, T, V] at the positions predicting each completion token of a collated micro-batch
+        (`rl.batching.collate`: input_ids [B, S], attention_mask [B, S] or [B, 1, S, S], optional position_ids,
+        flat_positions [N, T] into the flattened [B·S] hidden states)."""
+        hidden = self._trunk(input_ids=mb["input_ids"], attention_mask=mb["attention_mask"],
+                             position_ids=mb.get("position_ids"), use_cache=False).last_hidden_state
+        return self._head(hidden.reshape(-1, hidden.shape[-1])[mb["flat_positions"]])
 
     def merged_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(HF name, tensor) for every weight of the plain model; LoRA deltas are added functionally

@@ -9,10 +9,11 @@ import torch
 
 from rl.algos import (
     ADVANTAGES,
-    POLICY_LOSSES,
+    TOKEN_LOSSES,
+    aggregate,
     grpo_advantages,
     kl_per_token,
-    ppo_clip_loss,
+    ppo_clip_token_loss,
     token_entropy,
     token_logprobs,
 )
@@ -35,6 +36,14 @@ def test_grpo_zero_variance_group_gives_exactly_zero() -> None:
 def test_grpo_rejects_ragged_groups() -> None:
     with pytest.raises(ValueError, match="group_size=4"):
         grpo_advantages(torch.zeros(6), group_size=4)
+
+
+def ppo_clip_loss(logprobs, old, adv, mask, *, eps_low, eps_high, num_tokens_in_global_batch):
+    """PPO-clip, token-mean over a global token count: the learner's default objective."""
+    token_loss, stats = ppo_clip_token_loss(logprobs, old, adv, mask, eps_low=eps_low, eps_high=eps_high)
+    loss = aggregate(token_loss, mask, "token-mean", num_tokens=num_tokens_in_global_batch,
+                     num_sequences=logprobs.shape[0], max_len=logprobs.shape[1])
+    return loss, {"clip_frac": (stats["clipped"].sum() / num_tokens_in_global_batch).item()}
 
 
 def _loss(logprobs, old, adv, mask, n_tokens, eps_low=0.2, eps_high=0.2):
@@ -106,4 +115,4 @@ def test_registries_cover_the_config_choices() -> None:
     from typing import get_args
 
     assert set(get_args(AlgorithmConfig.model_fields["advantage"].annotation)) == set(ADVANTAGES)
-    assert set(get_args(LossConfig.model_fields["type"].annotation)) == set(POLICY_LOSSES)
+    assert set(get_args(LossConfig.model_fields["type"].annotation)) == set(TOKEN_LOSSES)

@@ -22,10 +22,11 @@ def _batch(seed: int = 0, n: int = 8) -> TrainBatch:
 
 
 def _learner(path: Path, *, lora: LoraConfig | None = None, kl_beta: float = 0.0, dtype: str = "bfloat16",
-             **trainer) -> Learner:
+             algorithm: dict | None = None, resume_from: str | None = None, **trainer) -> Learner:
     trainer = {"max_steps": 1, "lr": 1e-2, "max_grad_norm": 1e9, **trainer}
     return Learner(str(path), ModelConfig(path=str(path), lora=lora, dtype=dtype), TrainerConfig(**trainer),
-                   AlgorithmConfig(kl_beta=kl_beta), temperature=1.0)
+                   AlgorithmConfig(kl_beta=kl_beta, **(algorithm or {})), temperature=1.0, resume_from=resume_from,
+                   max_completion_tokens=10)
 
 
 def test_one_step_changes_every_trainable_parameter(tiny_model: Path) -> None:
@@ -37,16 +38,67 @@ def test_one_step_changes_every_trainable_parameter(tiny_model: Path) -> None:
     assert metrics["grad_norm"] > 0 and 0 < metrics["entropy"] <= torch.log(torch.tensor(512.0)).item() + 1e-3
 
 
-def test_micro_batching_gives_the_same_gradients(tiny_model: Path) -> None:
+@pytest.mark.parametrize("loss", [
+    {"aggregation": "token-mean"}, {"aggregation": "seq-mean-token-mean"}, {"aggregation": "seq-mean-token-sum-norm"},
+    {"type": "gspo", "eps_low": 3e-4, "eps_high": 4e-4, "aggregation": "seq-mean-token-mean"}])
+@pytest.mark.parametrize("split", [{"micro_batch_size": 2}, {"token_budget": 40}], ids=["padded-4x2", "packed"])
+def test_micro_batching_gives_the_same_gradients(tiny_model: Path, loss: dict, split: dict) -> None:
     # float32: under bf16 autocast, different padding shapes round differently (~1% relative noise), which would
-    # hide a wrong normalisation; in float32 1 × 8 and 4 × 2 must agree to float precision.
-    whole = _learner(tiny_model, micro_batch_size=8, dtype="float32")
-    split = _learner(tiny_model, micro_batch_size=2, dtype="float32")
+    # hide a wrong normalisation; in float32 1 × 8 and 4 × 2 (or packed rows) must agree to float precision.
+    whole = _learner(tiny_model, micro_batch_size=8, dtype="float32", algorithm={"loss": loss})
+    split = _learner(tiny_model, dtype="float32", algorithm={"loss": loss}, **split)
     m_whole, m_split = whole.train(_batch()), split.train(_batch())
     for (name, a), (_, b) in zip(whole.policy.model.named_parameters(), split.policy.model.named_parameters()):
         assert torch.allclose(a.grad, b.grad, atol=1e-6, rtol=1e-4), name
     assert m_whole["policy_loss"] == pytest.approx(m_split["policy_loss"], abs=1e-6)
     assert m_whole["grad_norm"] == pytest.approx(m_split["grad_norm"], rel=1e-4)
+
+
+def test_packing_plans_within_the_token_budget() -> None:
+    from rl.batching import plan_micro_batches
+
+    lengths = [30, 5, 12, 25, 8, 40, 3]
+    plan = plan_micro_batches(lengths, micro_batch_size=2, token_budget=40)
+    assert sorted(i for mb in plan for i in mb) == list(range(7))
+    assert all(sum(lengths[i] for i in mb) <= 40 for mb in plan)
+    # first-fit decreasing: 40 | 30 + 8 | 25 + 12 + 3 | 5 (123 tokens cannot fit 3 bins of 40)
+    assert plan == [[5], [0, 4], [3, 2, 6], [1]]
+    assert plan_micro_batches(lengths, micro_batch_size=3, token_budget=None) == [[6, 1, 4], [2, 3, 0], [5]]
+
+
+def test_mini_batches_and_mismatch_correction(tiny_model: Path) -> None:
+    """Two mini-batches = two optimizer steps; π_old is recomputed first, so with the learner's own logprobs as
+    the sampler's the mismatch is 0 and TIS keeps every token at weight 1."""
+    learner = _learner(tiny_model, dtype="float32", mini_batches=2, algorithm={"mismatch": "tis"})
+    batch = _batch()
+    batch.old_logprobs = learner.logprobs(batch)
+    metrics = learner.train(batch)
+    assert learner.optimizer.state_dict()["state"][0]["step"] == 2
+    assert metrics["mismatch_kl"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["mismatch_kept_frac"] == 1.0 and metrics["mismatch_weight_mean"] == pytest.approx(1.0, abs=1e-5)
+    # a sampler far from the learner: TIS truncates at C = 2, the measured mismatch is large
+    shifted = _batch()
+    shifted.old_logprobs = [[lp - 3.0 for lp in row] for row in learner.logprobs(shifted)]
+    metrics = learner.train(shifted)
+    assert metrics["mismatch_weight_mean"] == pytest.approx(2.0, abs=1e-4) and metrics["mismatch_kl"] > 1.0
+
+
+def test_adaptive_entropy_state_is_checkpointed(tiny_model: Path, tmp_path: Path) -> None:
+    entropy = {"mode": "adaptive", "coef": 0.01, "target": 100.0, "delta": 0.02}  # far above: α keeps rising
+    learner = _learner(tiny_model, algorithm={"entropy": entropy})
+    for step in (1, 2, 3):
+        metrics = learner.train(_batch(seed=step), step=step)
+    assert metrics["entropy_coef"] == pytest.approx(0.05) and metrics["entropy_target"] == 100.0
+    learner.save(str(tmp_path / "ckpt"))
+    resumed = _learner(tiny_model, algorithm={"entropy": entropy}, resume_from=str(tmp_path / "ckpt"))
+    assert resumed.train(_batch(seed=4), step=4)["entropy_coef"] == pytest.approx(0.07)
+
+
+def test_kl_as_reward_penalty_is_zero_for_the_start_policy(tiny_model: Path) -> None:
+    learner = _learner(tiny_model, kl_beta=0.1, dtype="float32", algorithm={"kl_mode": "reward"})
+    batch = _batch()
+    batch.old_logprobs = learner.logprobs(batch)
+    assert max(abs(k) for k in learner.reference_kl(batch)) < 1e-4
 
 
 def test_kl_to_reference_is_zero_at_start_and_positive_after_moving(tiny_model: Path) -> None:

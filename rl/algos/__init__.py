@@ -15,11 +15,10 @@ from rl.algos.gspo import gspo_token_loss
 from rl.algos.kl import KL_ESTIMATORS, kl_per_token
 from rl.algos.logprobs import token_logprobs
 from rl.algos.mismatch import CORRECTIONS, mismatch_kl, mismatch_weights
-from rl.algos.ppo_clip import ppo_clip_loss, ppo_clip_token_loss
+from rl.algos.ppo_clip import ppo_clip_token_loss
 from rl.algos.rloo_advantage import rloo_advantages
 
 ADVANTAGES = {"grpo": grpo_advantages, "dr_grpo": dr_grpo_advantages, "rloo": rloo_advantages}
-POLICY_LOSSES = {"ppo_clip": ppo_clip_loss}  # old aggregated signature, used by rl/learner.py until it switches
 TOKEN_LOSSES = {"ppo_clip": ppo_clip_token_loss, "gspo": gspo_token_loss}
 
 __all__ = [
@@ -27,7 +26,6 @@ __all__ = [
     "AGGREGATIONS",
     "CORRECTIONS",
     "KL_ESTIMATORS",
-    "POLICY_LOSSES",
     "TOKEN_LOSSES",
     "EntropyController",
     "aggregate",
@@ -41,7 +39,6 @@ __all__ = [
     "kl_per_token",
     "mismatch_kl",
     "mismatch_weights",
-    "ppo_clip_loss",
     "ppo_clip_token_loss",
     "rloo_advantages",
     "token_covariance",

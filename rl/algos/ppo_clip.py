@@ -5,7 +5,6 @@ Dual-clip with c > 1: for A < 0 the loss is capped at -c·A, L_t = min(-min(ρ_t
 huge ratio on a negative-advantage token cannot blow the loss (and its gradient) up.
 
 `ppo_clip_token_loss` returns the per-token loss; `rl.algos.aggregation` turns it into a scalar.
-`ppo_clip_loss` is the older token-mean-only entry point, kept for its callers.
 """
 
 from __future__ import annotations
@@ -77,33 +76,3 @@ def ppo_clip_token_loss(
     """
     ratio = torch.exp(masked_log_ratio(logprobs, old_logprobs, mask))
     return clipped_surrogate(ratio, advantages, mask, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip)
-
-
-def ppo_clip_loss(
-    logprobs: torch.Tensor,
-    old_logprobs: torch.Tensor,
-    advantages: torch.Tensor,
-    loss_mask: torch.Tensor,
-    *,
-    eps_low: float,
-    eps_high: float,
-    num_tokens_in_global_batch: int,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Policy loss of one micro-batch, normalised so micro-batch losses *sum* to the global token-mean.
-
-    logprobs, old_logprobs, loss_mask: [N, T] (completion tokens, right-padded; mask 1 on real tokens).
-    advantages: [N] (one per sequence) or [N, T] (per token).
-    num_tokens_in_global_batch: completion tokens in the whole optimizer step (all micro-batches), so gradient
-        accumulation over any split gives exactly the loss and gradient of the full batch.
-    Returns (loss, metrics); metrics are detached contributions that also sum over micro-batches:
-    `clip_frac` (tokens where the clipped term was chosen), `ratio_mean`, `policy_loss`.
-    """
-    token_loss, stats = ppo_clip_token_loss(logprobs, old_logprobs, advantages, loss_mask,
-                                            eps_low=eps_low, eps_high=eps_high)
-    loss = token_loss.sum() / num_tokens_in_global_batch
-    metrics = {
-        "clip_frac": (stats["clipped"].sum() / num_tokens_in_global_batch).item(),
-        "ratio_mean": (stats["ratio"].sum() / num_tokens_in_global_batch).item(),
-        "policy_loss": loss.item(),
-    }
-    return loss, metrics
