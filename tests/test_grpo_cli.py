@@ -108,3 +108,41 @@ def test_cli_thinking_budget_and_mixed_modes(make_config, tmp_path: Path, tiny_m
         assert (r["budget_hit_frac"] > 0) == ("reward_mean/think" in r)
     longest = thinking_budget_for(AutoTokenizer.from_pretrained(tiny_model), 4, 6).max_completion_tokens
     assert max(r["response_len_mean"] for r in records) <= longest
+
+
+def test_cli_dapo_style_async_with_adaptive_entropy_learns(make_config, tmp_path: Path) -> None:
+    """Clip-higher + token-mean + dynamic sampling, one-step off-policy rollout, packed micro-batches, two
+    mini-batches per step with TIS, and the adaptive entropy controller: all at once, and it still learns."""
+    config = make_config(
+        rollout={"max_staleness": 1},
+        trainer={"token_budget": 256, "mini_batches": 2},
+        algorithm={"loss": {"eps_high": 0.28}, "dynamic_sampling": True, "dynamic_sampling_rounds": 3,
+                   "mismatch": "tis", "entropy": {"mode": "adaptive", "coef": 0.001, "target": 0.5, "delta": 0.002}})
+    out = _run(config)
+    assert out.returncode == 0, out.stderr[-3000:]
+    records = _metrics(tmp_path / "run")
+    assert [r["step"] for r in records] == list(range(1, 13))
+    for r in records:
+        assert 0 <= r["dynamic/kept_groups"] <= 4 <= r["dynamic/sampled_groups"]
+        assert r["dynamic/rounds"] in (1, 2, 3) and r["mismatch_weight_mean"] > 0
+        assert {"entropy_coef", "entropy_target", "mismatch_kl"} <= set(r)
+    assert any(r["dynamic/sampled_groups"] > 4 for r in records)  # the all-zero groups of the start were refilled
+    first = sum(r["reward_mean"] for r in records[:3]) / 3
+    last = sum(r["reward_mean"] for r in records[-3:]) / 3
+    assert last > first + 0.2, [round(r["reward_mean"], 3) for r in records]
+
+
+def test_cli_other_variants_run(make_config, tmp_path: Path) -> None:
+    """RLOO, GSPO with dual-clip, KL as a reward penalty, fixed entropy bonus with Clip-Cov, overlong masking."""
+    config = make_config(
+        trainer={"max_steps": 3},
+        algorithm={"advantage": "rloo", "kl_beta": 0.05, "kl_mode": "reward", "mask_truncated": True,
+                   "loss": {"type": "gspo", "eps_low": 3e-4, "eps_high": 4e-4, "dual_clip": 3.0,
+                            "aggregation": "seq-mean-token-mean"},
+                   "entropy": {"mode": "fixed", "coef": 0.01, "cov": "clip_cov", "cov_frac": 0.01}})
+    out = _run(config)
+    assert out.returncode == 0, out.stderr[-3000:]
+    records = _metrics(tmp_path / "run")
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert all(r["entropy_coef"] == 0.01 and "kl_reward_penalty" in r and "dual_clip_frac" in r for r in records)
+    assert records[0]["kl_reward_penalty"] == pytest.approx(0.0, abs=0.05)  # sampler ≈ reference at step 1
