@@ -1,0 +1,192 @@
+"""Off-policy distillation: `python -m distill.offpolicy --config c.yaml [--stage generate|sft|all] [key=value ...]`.
+
+Qwen3's first distillation phase. Stage `generate`: the teacher (vLLM or transformers, in this process) answers
+every prompt of `data.train` `generate.n` times, in the chat modes `data.think_mode` asks for (`mixed` +
+`think_prob` sets the /think : /no_think mix); responses cut at `generate.max_new_tokens` are dropped (unless
+`keep_truncated`) and, with `generate.min_reward`, so are those the `rewards` (verifiers) score lower; the rest
+go to `output_dir/sft.jsonl` as `{"messages": [..., {"role": "assistant", "content": ...}]}`. Stage `sft`: the
+student is fine-tuned on that file (or on `sft.data`, any SFT JSONL: e.g. a long-CoT cold start) with TRL's
+`SFTTrainer`, loss on the response tokens only; the result is an HF model directory `output_dir/model`, usable
+as `student.path` of `distill.onpolicy` or `model.path` of `rl.grpo`. Without `teacher`, only `sft` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.config import OffPolicyConfig
+from rl.config_io import ConfigError, build_arg_parser, dump_config, load_config
+from rl.data import DataError
+
+STAGES = ("generate", "sft", "all")
+
+
+@dataclass
+class Plan:
+    """What will run, validated before anything loads."""
+
+    generate: bool
+    sft: bool
+    sft_data: Path
+    student_path: str
+    teacher_path: str | None = None
+    rows: list[dict] | None = None
+    rewards: Any = None  # rewards.WeightedRewards
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_arg_parser("python -m distill.offpolicy", OffPolicyConfig, __doc__.split("\n\n")[0])
+    parser.add_argument("--stage", choices=STAGES, default="all", help="generate the SFT data, fine-tune, or both")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(OffPolicyConfig, args.config, args.overrides)
+        plan = preflight(cfg, args.stage)
+    except (ConfigError, DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if args.check:
+        print(f"config ok: generate={plan.generate} ({len(plan.rows or [])} prompts), sft={plan.sft} "
+              f"on {plan.sft_data}")
+        return
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, out / "config.yaml")
+    if plan.generate:
+        stats = generate_sft_data(cfg, plan, plan.sft_data)
+        (out / "generate_stats.json").write_text(json.dumps(stats, indent=1))
+        print("generated: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in stats.items()))
+    if plan.sft:
+        summary = fine_tune(cfg, plan, out)
+        print(f"SFT: {summary['steps']} steps, loss {summary['first_loss']:.3f} → {summary['last_loss']:.3f}; "
+              f"student saved to {out / 'model'}")
+
+
+def preflight(cfg: OffPolicyConfig, stage: str) -> Plan:
+    """Fail fast: the teacher/data the generation stage needs, same vocabulary, rewards, the SFT file's rows."""
+    from distill.common import build_rewards, check_student_teacher
+    from distill.sft_data import read_sft_jsonl
+    from rl.data import load_rows
+    from rl.models import check_model_path, resolve_model_path
+
+    generate = stage in ("generate", "all") and cfg.teacher is not None
+    if stage == "generate" and cfg.teacher is None:
+        raise ConfigError("--stage generate needs `teacher` (the model that writes the responses)")
+    if generate and cfg.sft.data is not None:
+        raise ConfigError(f"sft.data={cfg.sft.data!r} and `teacher` are both set: the generation stage writes the "
+                          "SFT data itself; drop `teacher` to fine-tune on an existing file")
+    sft_data = Path(cfg.sft.data) if cfg.sft.data else Path(cfg.output_dir) / "sft.jsonl"
+    plan = Plan(generate=generate, sft=stage in ("sft", "all"), sft_data=sft_data, student_path=cfg.student)
+    if generate:
+        if cfg.data is None:
+            raise ConfigError("the generation stage needs `data` (the prompts the teacher answers)")
+        plan.student_path, plan.teacher_path = check_student_teacher(cfg.student, cfg.teacher)
+        plan.rows = load_rows(cfg.data.train)
+        plan.rewards, _ = build_rewards(cfg.rewards, [plan.rows])
+    else:
+        try:
+            check_model_path(cfg.student)
+        except ValueError as e:
+            raise ConfigError(f"student: {e}") from None
+        if plan.sft:
+            plan.student_path = resolve_model_path(cfg.student)
+            read_sft_jsonl(sft_data)
+    return plan
+
+
+def generate_sft_data(cfg: OffPolicyConfig, plan: Plan, path: Path) -> dict[str, Any]:
+    """Teacher responses → filtered SFT JSONL at `path`; returns counts and pass rates."""
+    from transformers import AutoTokenizer
+
+    from distill.sft_data import generation_prefill, prompt_messages, write_jsonl
+    from rl.chat import chat_style, render, use_thinking_template
+    from rl.data import render_prompts
+    from rl.rollout import SamplingSpec, make_engine
+
+    d, g = cfg.data, cfg.generate
+    tokenizer = AutoTokenizer.from_pretrained(plan.teacher_path)
+    if d.thinking_template:
+        use_thinking_template(tokenizer)
+    texts, modes = render_prompts(plan.rows, tokenizer, system_prompt=d.system_prompt, think_mode=d.think_mode,
+                                  think_prob=d.think_prob, seed=g.seed)
+    conversations = [prompt_messages(r["prompt"], d.system_prompt, m) for r, m in zip(plan.rows, modes)]
+    style = None
+    if d.think_mode != "off":  # flags in the text, and the hard switch for /no_think (as rl.datatools does)
+        style = chat_style(tokenizer)
+        texts = [render(c, tokenizer, enable_thinking=None if m == "think" else False)
+                 for c, m in zip(conversations, modes)]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    engine = make_engine(g.backend, model_path=plan.teacher_path, seed=g.seed,
+                         max_model_len=max(map(len, ids)) + g.max_new_tokens, kv_cache_gib=g.kv_cache_gib,
+                         gpu_memory_utilization=g.gpu_memory_utilization)
+    spec = SamplingSpec(n=g.n, max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p, seed=g.seed)
+    completions = [c for group in engine.generate(ids, spec) for c in group]
+    del engine
+    owner = [i for i in range(len(plan.rows)) for _ in range(g.n)]  # row of each completion
+    answers = tokenizer.batch_decode([c.token_ids for c in completions], skip_special_tokens=True)
+    rewards = [None] * len(completions)
+    if plan.rewards is not None:
+        from distill.common import score_texts
+
+        rewards, _ = score_texts(plan.rewards, [plan.rows[i] for i in owner], answers,
+                                 [c.token_ids for c in completions], [texts[i] for i in owner], 0, g.max_new_tokens)
+    keep = [(g.keep_truncated or c.finish_reason != "length") and
+            (g.min_reward is None or rewards[k] >= g.min_reward) for k, c in enumerate(completions)]
+    rows = [{"messages": [*conversations[owner[k]], {"role": "assistant", "content":
+                          generation_prefill(modes[owner[k]], style) + answers[k]}]}
+            for k in range(len(completions)) if keep[k]]
+    if not rows:
+        raise RuntimeError("the teacher produced no response that passed the filters (truncation / generate.min_reward)")
+    write_jsonl(rows, path)
+    stats: dict[str, Any] = {"responses": len(completions), "kept": len(rows),
+                             "truncated_frac": sum(c.finish_reason == "length" for c in completions) / len(completions)}
+    if plan.rewards is not None:
+        stats["reward_mean"] = sum(rewards) / len(rewards)
+    for mode in sorted(set(modes) - {"off"}):
+        stats[f"kept/{mode}"] = sum(keep[k] for k in range(len(completions)) if modes[owner[k]] == mode)
+    return stats
+
+
+def fine_tune(cfg: OffPolicyConfig, plan: Plan, out: Path) -> dict[str, Any]:
+    """TRL SFT of the student on prompt-completion pairs (loss on completion tokens only) → `out/model`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from datasets import Dataset
+    from distill.sft_data import prompt_completion, read_sft_jsonl
+    from rl.chat import chat_style, use_thinking_template
+
+    s = cfg.sft
+    tokenizer = AutoTokenizer.from_pretrained(plan.student_path)
+    if cfg.data is not None and cfg.data.thinking_template:
+        use_thinking_template(tokenizer)  # saved with the model: the student then renders the modes itself
+    try:
+        style = chat_style(tokenizer)
+    except ValueError:
+        style = None  # a template without thinking modes: rendered with the tokenizer's own template
+    pairs = [prompt_completion(m, tokenizer, style) for m in read_sft_jsonl(plan.sft_data)]
+    dataset = Dataset.from_list([{"prompt": p, "completion": c} for p, c in pairs])
+    model = AutoModelForCausalLM.from_pretrained(plan.student_path, dtype=torch.float32)
+    args = SFTConfig(
+        output_dir=str(out / "sft_trainer"), num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
+        learning_rate=s.lr, lr_scheduler_type="linear", warmup_steps=s.warmup_ratio, max_length=s.max_length,
+        completion_only_loss=True, bf16=s.dtype == "bfloat16", use_cpu=not torch.cuda.is_available(),
+        logging_steps=1, save_strategy="no", report_to=[], seed=s.seed, disable_tqdm=True,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer.train()
+    trainer.save_model(str(out / "model"))
+    tokenizer.save_pretrained(str(out / "model"))
+    losses = [r for r in trainer.state.log_history if "loss" in r]
+    with (out / "sft_log.jsonl").open("w") as f:
+        for r in trainer.state.log_history:
+            f.write(json.dumps(r) + "\n")
+    return {"steps": trainer.state.global_step, "first_loss": losses[0]["loss"], "last_loss": losses[-1]["loss"]}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""SFT JSONL: one `{"messages": [..., {"role": "assistant", "content": ...}]}` per line (the format of
+`rl.datatools`' rejection sampling too), and its conversion to TRL prompt-completion pairs.
+
+A response in Qwen3's thinking mode keeps its think block inside `content` (`<think>\\nreasoning\\n</think>\\n\\n
+answer`); a non-thinking one carries the empty block `<think>\\n\\n</think>\\n\\n` (Qwen3's convention). When the
+student's chat template has thinking modes (Qwen3's own, or `rl.chat`'s fusion template), a row is rendered
+with `rl.chat.render` in the mode its response shows (no reasoning → `enable_thinking=False`), so training text
+and inference prompts agree token for token; otherwise with the tokenizer's own chat template.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rl.chat import EMPTY_THINK_BLOCK, THINK_START, Style
+
+
+def generation_prefill(mode: str, style: Style | None) -> str:
+    """Text a rendered prompt already contains of the assistant's answer: the pre-filled empty think block in
+    `no_think` mode, `<think>\\n` for the fusion template in `think` mode, nothing otherwise (`mode` as
+    `rl.data.render_prompts` returns it: off | think | no_think)."""
+    if mode == "no_think":
+        return EMPTY_THINK_BLOCK
+    if mode == "think" and style == "fusion":
+        return THINK_START + "\n"
+    return ""
+
+
+def prompt_messages(prompt: str | list[dict], system_prompt: str | None = None, mode: str = "off") -> list[dict]:
+    """A row's prompt as chat messages: a string becomes one user turn; `system_prompt` is prepended when there
+    is no system turn (as the rollout renders it); in `think` / `no_think` mode the last user turn gets Qwen3's
+    flag (` /think` or ` /no_think`), so the SFT data teaches the student to follow the flags."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+    if system_prompt and messages[0]["role"] != "system":
+        messages = [{"role": "system", "content": system_prompt}, *messages]
+    if mode in ("think", "no_think"):
+        last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        messages[last_user] = {**messages[last_user], "content": f"{messages[last_user]['content']} /{mode}"}
+    return messages
+
+
+def write_jsonl(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def read_sft_jsonl(path: str | Path) -> list[list[dict]]:
+    """The conversations of an SFT JSONL file; ValueError naming the file and row of the first bad line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"SFT data {str(path)!r} not found")
+    conversations = []
+    for i, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: row {i} is not valid JSON ({e.msg})") from None
+        messages = row.get("messages") if isinstance(row, dict) else None
+        ok = isinstance(messages, list) and len(messages) >= 2 and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in messages)
+        if not ok or messages[-1]["role"] != "assistant":
+            raise ValueError(f"{path}: row {i} needs `messages`: a list of {{role, content}} turns ending with "
+                             "an assistant turn")
+        conversations.append(messages)
+    if not conversations:
+        raise ValueError(f"SFT data {str(path)!r} has no rows")
+    return conversations
+
+
+def prompt_completion(messages: list[dict], tokenizer: Any, style: Style | None) -> tuple[str, str]:
+    """(prompt text, completion text) of one conversation for TRL's prompt-completion SFT.
+
+    The prompt is everything up to the last assistant turn rendered with the generation prompt (including any
+    pre-filled think block); the completion is the rest of the full rendering, ending at the EOS token (the
+    template's newline after it is not trained on). ValueError if the prompt is not a prefix of the full text."""
+    head = messages[:-1]
+    if style is None:
+        prompt = tokenizer.apply_chat_template(head, tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(messages, tokenize=False)
+    else:
+        from rl.chat import render, split_reasoning
+
+        reasoning, _ = split_reasoning(messages[-1])
+        prompt = render(head, tokenizer, enable_thinking=None if reasoning.strip() else False)
+        full = render(messages, tokenizer, add_generation_prompt=False)
+    if not full.startswith(prompt):
+        raise ValueError(f"the chat template renders the prompt differently alone ({prompt[-60:]!r}) and with the "
+                         f"response ({full[len(prompt) - 60 : len(prompt)]!r})")
+    completion = full[len(prompt):]
+    eos = tokenizer.eos_token
+    if eos and eos in completion:
+        completion = completion[: completion.rindex(eos) + len(eos)]
+    return prompt, completion

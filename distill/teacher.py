@@ -1,0 +1,102 @@
+"""The teacher: a frozen causal LM that scores the student's token sequences (and can generate).
+
+A plain class (the Ray actor is `ray.remote(Teacher)` in `distill/onpolicy.py`), testable without Ray.
+`score` runs one forward pass per micro-batch over prompt + completion and returns, at every completion
+position, at the sampling temperature:
+- `logprobs`: log T(x_t) of the token the student sampled (what `sampled_kl` needs);
+- `topk_ids` / `topk_logprobs`: the teacher's k most likely tokens and their log-probabilities (k ≥ 1; the first
+  is the teacher's argmax, for the top-1 agreement metric);
+- `tail_logprob`: log of the teacher's mass outside its top-k, from the full logits (no 1 − Σ cancellation);
+- optionally the full [T, V] log-probabilities (float32, one tensor per sequence) for full-vocabulary losses.
+Generation (for GKD's off-policy steps) goes through the transformers rollout engine the teacher is loaded in.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from rl.rollout import Completion, SamplingSpec
+
+
+@dataclass
+class TeacherScores:
+    """One sequence's teacher outputs, aligned with its completion tokens (plain lists: cheap through Ray)."""
+
+    logprobs: list[float]  # [T]
+    topk_ids: list[list[int]]  # [T][K]
+    topk_logprobs: list[list[float]]  # [T][K]
+    tail_logprob: list[float]  # [T]
+
+
+class Teacher:
+    """Loads `model_path` once (transformers, eval mode, no gradients) and scores / generates."""
+
+    def __init__(self, model_path: str, *, dtype: str = "bfloat16", temperature: float = 1.0, top_k: int = 1,
+                 micro_batch_size: int = 16, torch_threads: int | None = None, seed: int = 0):
+        from rl.rollout.hf_engine import HFEngine
+
+        torch.set_num_threads(torch_threads or os.cpu_count())
+        self.engine = HFEngine(model_path, dtype=dtype, seed=seed)
+        self.model = self.engine.model.requires_grad_(False)
+        self.device = self.engine.device
+        self.temperature, self.top_k, self.micro_batch_size = temperature, top_k, micro_batch_size
+
+    @torch.no_grad()
+    def score(self, prompts: list[list[int]], completions: list[list[int]],
+              full: bool = False) -> tuple[list[TeacherScores], list[torch.Tensor] | None]:
+        """Teacher outputs for each (prompt, completion) pair; with `full`, also each completion's [T, V]
+        log-probabilities (float32, CPU). Returned as a pair so a Ray caller can leave the large second part in
+        the object store (`num_returns=2`) and hand its reference straight to the learner."""
+        scores: list[TeacherScores] = []
+        dense: list[torch.Tensor] | None = [] if full else None
+        for start in range(0, len(prompts), self.micro_batch_size):
+            end = start + self.micro_batch_size
+            batch_scores, batch_dense = self._score_batch(prompts[start:end], completions[start:end], full)
+            scores.extend(batch_scores)
+            if dense is not None:
+                dense.extend(batch_dense)
+        return scores, dense
+
+    def _score_batch(self, prompts, completions, full: bool) -> tuple[list[TeacherScores], list[torch.Tensor]]:
+        input_ids, attention, positions, targets = collate(prompts, completions, self.device)
+        # trunk, then the output layer at the completion positions only (prompt positions never pay for [*, V])
+        hidden = self.model.get_decoder()(input_ids=input_ids, attention_mask=attention, use_cache=False)
+        picked = hidden.last_hidden_state.gather(1, positions[..., None].expand(-1, -1, self.model.config.hidden_size))
+        logits = self.model.get_output_embeddings()(picked)
+        logprobs = torch.log_softmax(logits.float() / self.temperature, dim=-1)  # [N, T, V]
+        chosen = logprobs.gather(-1, targets[..., None]).squeeze(-1)
+        top_lp, top_ids = logprobs.topk(self.top_k, dim=-1)
+        tail = torch.logsumexp(logprobs.scatter(-1, top_ids, -torch.inf), dim=-1)
+        out, dense = [], []
+        for i, c in enumerate(completions):
+            n = len(c)
+            out.append(TeacherScores(chosen[i, :n].tolist(), top_ids[i, :n].tolist(), top_lp[i, :n].tolist(),
+                                     tail[i, :n].tolist()))
+            if full:
+                dense.append(logprobs[i, :n].cpu().clone())
+        return out, dense
+
+    def generate(self, prompts: list[list[int]], spec: SamplingSpec) -> list[list[Completion]]:
+        """`spec.n` teacher completions per prompt (logprobs are the teacher's sampling logprobs)."""
+        return self.engine.generate(prompts, spec)
+
+
+def collate(prompts: list[list[int]], completions: list[list[int]], device) -> tuple[torch.Tensor, ...]:
+    """Right-padded input_ids / attention_mask [N, S], completion-predicting positions [N, T] and the completion
+    tokens [N, T] (the logits at position t predict token t + 1, so completion token k sits at len(p) − 1 + k)."""
+    seq_len = max(len(p) + len(c) for p, c in zip(prompts, completions))
+    comp_len = max(len(c) for c in completions)
+    n = len(prompts)
+    input_ids = torch.zeros(n, seq_len, dtype=torch.long)
+    attention = torch.zeros(n, seq_len, dtype=torch.long)
+    positions = torch.zeros(n, comp_len, dtype=torch.long)
+    targets = torch.zeros(n, comp_len, dtype=torch.long)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        input_ids[i, : len(p) + len(c)] = torch.tensor(p + c)
+        attention[i, : len(p) + len(c)] = 1
+        positions[i, : len(c)] = torch.arange(len(p) - 1, len(p) - 1 + len(c))
+        targets[i, : len(c)] = torch.tensor(c)
+    return input_ids.to(device), attention.to(device), positions.to(device), targets.to(device)
