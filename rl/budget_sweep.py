@@ -6,8 +6,8 @@ stop-thinking text is inserted; then at most `max_answer_tokens` of answer); b =
 mode (the empty think block pre-filled) and samples `max_answer_tokens` of answer. Each budget is an independent
 run with the same `sampling:` settings. One table row per budget:
 
-    budget, mode, pass@1 (and pass@k for every configured k ≤ n), reward_mean (primary reward),
-    thinking_tokens_mean (sampled tokens before `</think>`), budget_hit_frac, closed_frac (thinking closed by
+    budget, mode, pass@1 (and pass@k for every configured k ≤ n), reward/<label> (mean of every reward, None
+    counted as 0), thinking_tokens_mean (sampled tokens before `</think>`), budget_hit_frac, closed_frac (thinking closed by
     the model itself), completion_tokens_mean
 
 written to stdout, `budget_sweep.json`, `budget_sweep.csv`, and plotted as `budget_curve.png` (pass@1 vs budget);
@@ -23,7 +23,7 @@ from typing import Any
 
 from rl.eval_config import EvalConfig
 
-COLUMNS = ("budget", "mode", "reward_mean", "thinking_tokens_mean", "budget_hit_frac", "closed_frac",
+COLUMNS = ("budget", "mode", "thinking_tokens_mean", "budget_hit_frac", "closed_frac",
            "completion_tokens_mean")
 
 
@@ -76,8 +76,8 @@ def sweep_one(cfg: EvalConfig, prepared: Any, engine: Any, budget: int) -> tuple
     ks = cfg.pass_k.k if cfg.pass_k else [1]
     row = {"budget": budget, "mode": "no_think" if budget == 0 else "think",
            **pass_metrics(correct_counts(primary, cfg.correct_threshold), sampling.n, sorted({1, *ks}))}
-    row.update(reward_mean=_mean([v for g in primary for v in g]),
-               thinking_tokens_mean=_mean([t for g in thinking for t in g]),
+    row.update({f"reward/{label}": _mean([v for g in values for v in g]) for label, values in scores.items()})
+    row.update(thinking_tokens_mean=_mean([t for g in thinking for t in g]),
                budget_hit_frac=_mean(hits) if hits else 0.0, closed_frac=_mean(closed) if closed else 0.0,
                completion_tokens_mean=_mean([len(c.token_ids) for g in groups for c in g]))
     decoded = [inputs.tokenizer.batch_decode([c.token_ids for c in g], skip_special_tokens=True) for g in groups]
@@ -90,7 +90,8 @@ def sweep_one(cfg: EvalConfig, prepared: Any, engine: Any, budget: int) -> tuple
 
 def table_columns(rows: list[dict[str, Any]]) -> list[str]:
     passes = [k for k in rows[0] if k.startswith("pass@")]
-    return [COLUMNS[0], COLUMNS[1], *passes, *COLUMNS[2:]]
+    rewards = [k for k in rows[0] if k.startswith("reward/")]
+    return [COLUMNS[0], COLUMNS[1], *passes, *rewards, *COLUMNS[2:]]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -14,8 +14,8 @@ rejection — rejection sampling for SFT (off-policy distillation): each prompt 
     (`/think` or `/no_think`, Qwen3's convention) and it is rendered with `rl.chat.render` (`/no_think` rows with
     `enable_thinking=False`, the hard switch). `sampling.n` candidates per prompt; a candidate is kept when it is
     verified, finished (not cut at `max_new_tokens`, unless `require_finished: false`) and well formed for its
-    mode (`rl.mode_following.follows_mode`; a thinking response must close its block; the answer after it must
-    not be blank); up to
+    mode (`rl.mode_following.follows_mode`, exactly one `<think>...</think>` block, a non-blank answer after
+    it); up to
     `max_per_prompt` distinct ones per prompt. Output rows (JSONL), ready for TRL's `SFTTrainer` (conversational
     "messages" format; the extra columns are dropped by its `remove_unused_columns`):
 
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"config ok: {len(prepared.inputs.rows)} prompts, {len(cfg.rewards)} reward(s), model {cfg.model.path}")
         return
     summary = run_filter(cfg, prepared) if command == "filter" else run_rejection(cfg, prepared)
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(summary))  # one line, last: scripts can read it
 
 
 # ---- filter ------------------------------------------------------------------------------------------------
@@ -181,8 +181,6 @@ def select_verified(conversations: list[list[dict]], modes: list[str], responses
                     rewards: list[list[float]], cfg: RejectionConfig) -> tuple[list[dict], dict[str, Any]]:
     """SFT rows from the candidates `responses[prompt][sample] = (text, finish_reason)` and their primary
     rewards: verified, finished, well formed, distinct, at most `max_per_prompt` per prompt. Pure."""
-    from rl.mode_following import follows_mode
-
     rows, verified, well_formed, empty = [], 0, 0, 0
     for messages, mode, candidates, values in zip(conversations, modes, responses, rewards):
         kept: list[str] = []
@@ -192,8 +190,8 @@ def select_verified(conversations: list[list[dict]], modes: list[str], responses
             verified += 1
             if cfg.require_finished and finish == "length":
                 continue
-            if not follows_mode(text, mode == "think") or not text.partition("</think>")[2].strip():
-                continue  # wrong mode, thinking never closed, or no answer after the block
+            if not _well_formed(text, mode):
+                continue
             well_formed += 1
             if text not in kept and len(kept) < cfg.max_per_prompt:
                 kept.append(text)
@@ -206,6 +204,15 @@ def select_verified(conversations: list[list[dict]], modes: list[str], responses
                "rows_think": sum(r["mode"] == "think" for r in rows),
                "rows_no_think": sum(r["mode"] == "no_think" for r in rows), "prompts_without_row": empty}
     return rows, summary
+
+
+def _well_formed(text: str, mode: str) -> bool:
+    """Right mode, exactly one think block (a chat template splits reasoning from answer at `</think>`, so a
+    second one would eat the answer when the row is rendered for SFT), and a non-blank answer after it."""
+    from rl.mode_following import follows_mode
+
+    one_block = text.count("<think>") == 1 and text.count("</think>") == 1
+    return one_block and follows_mode(text, mode == "think") and bool(text.partition("</think>")[2].strip())
 
 
 def _write(output: str, rows: list[dict], summary: dict[str, Any]) -> None:

@@ -59,14 +59,15 @@ def test_select_verified_rules() -> None:
          (think + "C", "stop")],            # over max_per_prompt
         [(empty + "A", "stop"),             # kept
          (think + "A", "stop"),             # thought when asked not to
-         (empty + "  \n", "stop")],         # blank answer
+         (empty + "  \n", "stop"),          # blank answer
+         (empty + "</think>A", "stop")],    # a second `</think>`: rendered, the reply would lose its answer
     ]
-    rewards = [[1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+    rewards = [[1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
     rows, summary = select_verified(conversations, ["think", "no_think"], responses, rewards, cfg)
     assert [r["messages"][-1]["content"] for r in rows] == [think + "A", think + "B", empty + "A"]
     assert rows[2] == {"messages": [{"role": "user", "content": "b /no_think"},
                                     {"role": "assistant", "content": empty + "A"}], "mode": "no_think", "reward": 1.0}
-    assert summary == {"prompts": 2, "think_prompts": 1, "no_think_prompts": 1, "samples": 10, "verified": 9,
+    assert summary == {"prompts": 2, "think_prompts": 1, "no_think_prompts": 1, "samples": 11, "verified": 10,
                        "verified_well_formed": 5, "rows": 3, "rows_think": 2, "rows_no_think": 1,
                        "prompts_without_row": 0}
     cfg.require_finished = False
@@ -112,7 +113,7 @@ def test_filter_cli_drops_exactly_all_and_none(filter_setup, tmp_path: Path) -> 
     summary = json.loads((tmp_path / "out" / "filtered.summary.json").read_text())
     assert summary["dropped_all_correct"] == 3 and summary["dropped_all_wrong"] == 3 and summary["kept"] == 4
     assert summary["pass_rate_histogram"] == {"0/4": 3, "1/4": 1, "2/4": 2, "3/4": 1, "4/4": 3}
-    assert json.loads(out.stdout)["kept"] == 4
+    assert json.loads(out.stdout.strip().splitlines()[-1])["kept"] == 4
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +145,9 @@ def test_rejection_cli_writes_verified_sft_rows(think_model: Path, toy_data: Pat
     summary = json.loads(output.with_name("rows.summary.json").read_text())
     assert summary["rows"] == len(rows) and summary["prompts"] == 24 and summary["samples"] == 96
     assert 0 < summary["verified_well_formed"] < summary["verified"] < 96  # the rules drop some verified samples
-    assert summary["rows_think"] > 0 and summary["rows_no_think"] > 0
+    assert summary["think_prompts"] > 0 and summary["no_think_prompts"] > 0 and summary["rows_no_think"] > 0
+    # (this random model, once it writes `</think>`, repeats it: its thinking rows are rarely well formed; the
+    # rules themselves are checked on hand-made candidates above)
     tokenizer = AutoTokenizer.from_pretrained(think_model)
     for row in rows:
         user, reply = row["messages"][-2], row["messages"][-1]
