@@ -183,3 +183,12 @@ def test_missing_reward_column_is_named(tiny_model: Path, tmp_path: Path, capsys
     data.write_text('{"prompt": "What is 1 + 1?"}\n')
     err = _main_error(capsys, monkeypatch, _config(tmp_path, tiny_model, data), "rewards=[{name: boxed_int}]")
     assert "rewards.0: reward 'boxed_int' needs the dataset column 'answer'" in err
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("examples/**/eval*.yml")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_example_eval_configs_parse(path: Path) -> None:
+    from rl.config_io import load_config
+    from rl.eval_config import EvalConfig
+
+    cfg = load_config(EvalConfig, path)
+    assert cfg.budget_sweep and cfg.rewards
