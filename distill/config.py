@@ -180,6 +180,8 @@ class OffPolicyConfig(Strict):
     """Rewards / verifiers scoring the teacher's responses (for `generate.min_reward` and the logged pass rate)."""
     sft: SFTConfig = SFTConfig()
     """Fine-tuning the student on the SFT JSONL."""
+    torch_threads: int | None = Field(None, ge=1)
+    """Intra-op threads of the transformers generation and of SFT (default: all cores)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> OffPolicyConfig:

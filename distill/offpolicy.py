@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out / "config.yaml")
+    if cfg.torch_threads:
+        import torch
+
+        torch.set_num_threads(cfg.torch_threads)
     if plan.generate:
         stats = generate_sft_data(cfg, plan, plan.sft_data)
         (out / "generate_stats.json").write_text(json.dumps(stats, indent=1))

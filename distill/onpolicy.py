@@ -1,0 +1,317 @@
+"""On-policy distillation: `python -m distill.onpolicy --config c.yaml [key=value ...]` (`--help`, `--check`).
+
+Qwen3's second distillation phase (and "On-Policy Distillation", Thinking Machines 2025). One step: take
+`data.prompts_per_step` prompts → the student's rollout workers (vLLM or HF, the weights of the current student)
+sample `rollout.n` completions each in the configured chat mode, with their sampling logprobs → the teacher (a
+Ray actor holding the frozen teacher) scores the same token sequences: log T of each sampled token, its top-k
+tokens + tail mass, or its full distribution → rewards, if configured, score the completions → the learner
+(`distill.learner.DistillLearner`) minimises `loss.type`:
+- `sampled_kl`: per-token advantage −(log S(x_t) − log T(x_t)) in the PPO-clip policy-gradient loss;
+- `full_kl`: KL(S‖T) over the vocabulary (or top-k + tail buckets) at every sampled position;
+- `gkd`: generalized JSD_β; a step is on-policy with probability λ = `loss.on_policy_fraction`, otherwise the
+  teacher generates the completions (seeded per step, so a resumed run makes the same choices);
+plus `loss.reward_weight` × the GRPO policy-gradient loss on the task rewards → new weights go to the rollout
+engines → metrics (`kl_teacher`: mean per-token log S(x_t) − log T(x_t) over the sampled tokens, an unbiased
+estimate of KL(S‖T); `top1_agreement`; rewards) are logged, checkpoints written as by `rl.grpo`, and re-running
+the same command resumes. Teacher and student must share a tokenizer (checked before anything loads).
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.config import OnPolicyConfig
+from rl.config_io import ConfigError, build_arg_parser, dump_config, load_config
+from rl.data import DataError
+
+
+@dataclass
+class Inputs:
+    """Everything validated before any model loads."""
+
+    rows: list[dict]
+    eval_rows: list[dict]
+    rewards: Any  # rewards.WeightedRewards, or None
+    primary_reward: str | None
+    student_path: str
+    teacher_path: str
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_arg_parser("python -m distill.onpolicy", OnPolicyConfig, __doc__.split("\n\n")[0])
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(OnPolicyConfig, args.config, args.overrides)
+        inputs = preflight(cfg)
+    except (ConfigError, DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if args.check:
+        print(f"config ok: {len(inputs.rows)} training prompts, loss {cfg.loss.type}, student {cfg.student.path}, "
+              f"teacher {cfg.teacher.path} (same vocabulary)")
+        return
+    train(cfg, inputs)
+
+
+def preflight(cfg: OnPolicyConfig) -> Inputs:
+    """Fail fast: model paths, the shared vocabulary (tokenizer files only), data rows, rewards and their columns."""
+    from distill.common import build_rewards, check_student_teacher
+    from rl.data import load_rows
+
+    student_path, teacher_path = check_student_teacher(cfg.student.path, cfg.teacher.path)
+    rows = load_rows(cfg.data.train)
+    eval_rows = load_rows(cfg.eval.data)[: cfg.eval.max_prompts] if cfg.eval else []
+    rewards, primary = build_rewards(cfg.rewards, [rows, eval_rows])
+    return Inputs(rows, eval_rows, rewards, primary, student_path, teacher_path)
+
+
+class Run:
+    """The live pieces: tokenizer, encoded prompts, data cursor, the learner / teacher / rollout actors, metrics.
+    Attribute names follow `rl.grpo.Run`, whose sampling, evaluation and checkpoint helpers run on it."""
+
+    def __init__(self, cfg: OnPolicyConfig, inputs: Inputs):
+        import ray
+        from transformers import AutoTokenizer
+
+        from distill.learner import DistillLearner
+        from distill.teacher import Teacher
+        from rl.actors import RolloutGroup, init_ray, start_learner
+        from rl.checkpoint import latest_checkpoint, load_state
+        from rl.data import PromptStream
+        from rl.grpo import encode_prompts
+        from rl.tracking import MetricsLog
+
+        self.cfg, self.inputs, self.out = cfg, inputs, Path(cfg.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, self.out / "config.yaml")
+        self.tokenizer = AutoTokenizer.from_pretrained(inputs.student_path)
+        if cfg.data.thinking_template:
+            from rl.chat import use_thinking_template
+
+            use_thinking_template(self.tokenizer)
+        self.train_set = encode_prompts(inputs.rows, self.tokenizer, cfg, cfg.data.train)
+        self.eval_set = encode_prompts(inputs.eval_rows, self.tokenizer, cfg, cfg.eval.data if cfg.eval else "")
+        self.budget = None
+        if cfg.rollout.thinking_budget is not None:
+            from rl.rollout.budget import thinking_budget_for
+
+            self.budget = thinking_budget_for(self.tokenizer, cfg.rollout.thinking_budget, cfg.rollout.max_answer_tokens)
+        self.max_completion_tokens = self.budget.max_completion_tokens if self.budget else cfg.rollout.max_new_tokens
+        checkpoint = latest_checkpoint(self.out)
+        state = load_state(checkpoint) if checkpoint else {}
+        self.start_step = state.get("step", 0)
+        self.stream = PromptStream(len(inputs.rows), seed=cfg.trainer.seed, shuffle=cfg.data.shuffle)
+        if state:
+            self.stream.load_state_dict(state["data"])
+        self.stream_checkpoint = None  # no prefetching here: checkpoints record the live cursor
+        init_ray(cfg.ray_address)
+        self.learner = start_learner(inputs.student_path, cfg.student, cfg.trainer, cfg.algorithm,
+                                     cfg.rollout.temperature, resume_from=str(checkpoint) if checkpoint else None,
+                                     max_completion_tokens=self.max_completion_tokens,
+                                     num_workers=cfg.rollout.workers, learner_cls=DistillLearner, loss_cfg=cfg.loss)
+        t = cfg.teacher
+        self.teacher = ray.remote(num_cpus=0)(Teacher).remote(
+            inputs.teacher_path, dtype=t.dtype, temperature=cfg.rollout.temperature, top_k=cfg.loss.top_k or 1,
+            micro_batch_size=t.micro_batch_size, torch_threads=t.torch_threads, seed=cfg.trainer.seed)
+        longest = max(len(p) for p in self.train_set.ids + self.eval_set.ids)
+        self.rollout = RolloutGroup(cfg.rollout.workers, cfg.rollout.backend, dict(
+            model_path=inputs.student_path, dtype=cfg.student.dtype, seed=cfg.trainer.seed,
+            max_model_len=longest + max(self.max_completion_tokens, (cfg.eval.max_new_tokens or 0) if cfg.eval else 0),
+            kv_cache_gib=cfg.rollout.kv_cache_gib, gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
+            enforce_eager=cfg.rollout.enforce_eager))
+        if checkpoint:
+            self.rollout.load_weights(self.learner.weights.remote())
+        self.log = MetricsLog(self.out, cfg.tensorboard, resume_step=self.start_step)
+        self.resumed_from = checkpoint
+
+
+def train(cfg: OnPolicyConfig, inputs: Inputs) -> None:
+    import ray
+
+    from rl.grpo import _console, _print_eval_summary, _progress, evaluate, save
+    from rl.tracking import text_curve
+
+    run = Run(cfg, inputs)
+    console = _console()
+    if run.resumed_from:
+        console.print(f"resuming from {run.resumed_from} (step {run.start_step})")
+    elif cfg.eval:
+        run.log.log({"step": 0, **evaluate(run)})
+        console.print(f"step 0: held-out accuracy {run.log.records[-1]['eval_accuracy']:.3f}")
+    with _progress(console) as progress:
+        task = progress.add_task("distill", total=cfg.trainer.max_steps, completed=run.start_step)
+        for step in range(run.start_step + 1, cfg.trainer.max_steps + 1):
+            record = distill_step(run, step)
+            if cfg.eval and (step == cfg.trainer.max_steps or (cfg.eval.every and step % cfg.eval.every == 0)):
+                record.update(evaluate(run))
+            run.log.log(record)
+            if step % cfg.trainer.save_every == 0 or step == cfg.trainer.max_steps:
+                save(run, step)
+            kl = record.get("kl_teacher")
+            progress.update(task, advance=1, description="distill" + (f" KL {kl:.3f}" if kl is not None else ""))
+            console.print(_step_line(record))
+    run.log.close()
+    plot_distill_curves(run.log.records, run.out / "curves.png")
+    console.print("KL to the teacher per step:\n" + text_curve(run.log.records, key="kl_teacher"))
+    _print_eval_summary(console, run.log.records)
+    ray.shutdown()
+
+
+def distill_step(run: Run, step: int) -> dict[str, Any]:
+    """rollout (student, or teacher on GKD's off-policy steps) → teacher scores → rewards → update → sync."""
+    import ray
+
+    from rl.grpo import score_completions
+
+    cfg = run.cfg
+    t0 = time.perf_counter()
+    prompts = run.stream.take(cfg.data.prompts_per_step)
+    rows_idx = [i for i in prompts for _ in range(cfg.rollout.n)]
+    on_policy = is_on_policy_step(cfg, step)
+    completions = sample_step(run, [run.train_set.ids[i] for i in prompts], on_policy)
+    t1 = time.perf_counter()
+    prompt_ids = [run.train_set.ids[i] for i in rows_idx]
+    full = cfg.loss.type != "sampled_kl" and cfg.loss.top_k is None
+    scores_ref, dense_ref = run.teacher.score.options(num_returns=2).remote(
+        prompt_ids, [c.token_ids for c in completions], full)
+    rewards, reward_metrics = [0.0] * len(completions), {}
+    if run.inputs.rewards is not None:
+        rewards, reward_metrics = score_completions(run, run.train_set, rows_idx, completions, step)
+    scores = ray.get(scores_ref)
+    t2 = time.perf_counter()
+    batch = make_batch(cfg, prompt_ids, completions, scores, rewards, on_policy)
+    train_metrics = ray.get(run.learner.train_distill.remote(batch, step, dense_ref))
+    t3 = time.perf_counter()
+    run.rollout.load_weights(run.learner.weights.remote())
+    t4 = time.perf_counter()
+    times = {"time_step_s": t4 - t0, "time_rollout_s": t1 - t0, "time_teacher_reward_s": t2 - t1,
+             "time_train_s": t3 - t2, "time_sync_s": t4 - t3}
+    record = {"step": step, "on_policy": float(on_policy), **train_metrics,
+              **completion_metrics(completions, scores, rewards if run.inputs.rewards else None, on_policy),
+              **times, **reward_metrics}
+    return record
+
+
+def is_on_policy_step(cfg: OnPolicyConfig, step: int) -> bool:
+    """GKD's λ: on-policy with probability `on_policy_fraction`, drawn from (seed, step) so resuming repeats it."""
+    fraction = getattr(cfg.loss, "on_policy_fraction", 1.0)
+    return fraction >= 1.0 or random.Random(cfg.trainer.seed * 1_000_003 + step).random() < fraction
+
+
+def sample_step(run: Run, prompt_ids: list[list[int]], on_policy: bool) -> list:
+    """`rollout.n` completions per prompt, flattened: the student's (through the thinking budget if one is set),
+    or on GKD's off-policy steps the teacher's own samples."""
+    import ray
+
+    from rl.grpo import sample
+    from rl.rollout import SamplingSpec
+
+    r = run.cfg.rollout
+    spec = SamplingSpec(n=r.n, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p)
+    if on_policy:
+        return sample(run, prompt_ids, spec)
+    spec = SamplingSpec(n=r.n, max_new_tokens=run.max_completion_tokens, temperature=r.temperature, top_p=r.top_p)
+    return [c for group in ray.get(run.teacher.generate.remote(prompt_ids, spec)) for c in group]
+
+
+def make_batch(cfg: OnPolicyConfig, prompt_ids: list[list[int]], completions: list, scores: list,
+               rewards: list[float], on_policy: bool):
+    """The learner's batch: per-token advantages (sampled reverse KL and/or weighted GRPO advantages; zero on
+    off-policy steps, where a policy gradient would be wrong) and the teacher's top-k / tail / index extras."""
+    import torch
+
+    from distill.losses import sampled_kl_advantages
+    from rl.algos import ADVANTAGES
+    from rl.batching import pad_rows
+    from rl.learner import TrainBatch
+
+    loss, algo = cfg.loss, cfg.algorithm
+    masks = [c.loss_mask or [1] * len(c.token_ids) for c in completions]
+    old = [c.logprobs for c in completions]
+    mask_t = pad_rows(masks, torch.float32)
+    adv = torch.zeros_like(mask_t)
+    if on_policy and loss.type == "sampled_kl":
+        teacher = pad_rows([s.logprobs for s in scores], torch.float32)
+        adv = adv + sampled_kl_advantages(pad_rows(old, torch.float32), teacher, mask_t, kl_coef=loss.kl_coef)
+    if on_policy and loss.reward_weight > 0:
+        grpo = ADVANTAGES[algo.advantage](torch.tensor(rewards, dtype=torch.float32), cfg.rollout.n, algo.std_eps)
+        adv = adv + loss.reward_weight * grpo[:, None] * mask_t
+    extras = {"teacher_topk_ids": [s.topk_ids for s in scores],
+              "teacher_topk_logprobs": [s.topk_logprobs for s in scores],
+              "teacher_tail_logprob": [s.tail_logprob for s in scores],
+              "seq_index": [[i] * len(c.token_ids) for i, c in enumerate(completions)]}
+    return TrainBatch(prompt_ids, [c.token_ids for c in completions], old, [0.0] * len(completions),
+                      loss_masks=masks, token_advantages=[adv[i, : len(m)].tolist() for i, m in enumerate(masks)],
+                      extras=extras, group_size=cfg.rollout.n)
+
+
+def completion_metrics(completions: list, scores: list, rewards: list[float] | None, on_policy: bool) -> dict:
+    """`kl_teacher` (on student samples: Σ mask·(log S − log T) / Σ mask, with the sampler's log S), lengths,
+    truncation, and the reward mean/std when rewards are configured."""
+    num = sum(sum(c.loss_mask or [1] * len(c.token_ids)) for c in completions)
+    record: dict[str, Any] = {
+        "response_len_mean": sum(len(c.token_ids) for c in completions) / len(completions),
+        "truncated_frac": sum(c.finish_reason == "length" for c in completions) / len(completions),
+    }
+    if on_policy:
+        gap = sum(m * (s_lp - t_lp) for c, s in zip(completions, scores)
+                  for m, s_lp, t_lp in zip(c.loss_mask or [1] * len(c.token_ids), c.logprobs, s.logprobs))
+        record["kl_teacher"] = gap / max(num, 1)
+    if rewards is not None:
+        mean = sum(rewards) / len(rewards)
+        record["reward_mean"] = mean
+        record["reward_std"] = (sum((r - mean) ** 2 for r in rewards) / max(len(rewards) - 1, 1)) ** 0.5
+    return record
+
+
+def plot_distill_curves(records: list[dict], path: Path) -> None:
+    """KL to the teacher, top-1 agreement, and reward / held-out accuracy when measured, vs step (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("kl_teacher", "KL(student‖teacher) per token"), ("top1_agreement", "teacher–student top-1 agreement")]
+    if any(r.get("reward_mean") is not None or r.get("eval_accuracy") is not None for r in records):
+        panels.append(("reward_mean", "reward / held-out accuracy"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for ax, (key, title) in zip(axes, panels):
+        keys = [key, "eval_accuracy"] if key == "reward_mean" else [key]
+        for k in keys:
+            points = [(r["step"], r[k]) for r in records if r.get(k) is not None]
+            if points:
+                ax.plot(*zip(*points), marker="o" if k == "eval_accuracy" else None, label=k)
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        if len(keys) > 1:
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _step_line(r: dict) -> str:
+    parts = [f"step {r['step']}:"]
+    if r.get("kl_teacher") is not None:
+        parts.append(f"KL {r['kl_teacher']:.3f}")
+    else:
+        parts.append("(teacher samples)")
+    parts.append(f"top1 {r['top1_agreement']:.3f}")
+    if "distill_loss" in r:
+        parts.append(f"loss {r['distill_loss']:.3f}")
+    if "reward_mean" in r:
+        parts.append(f"reward {r['reward_mean']:.3f}")
+    parts.append(f"len {r['response_len_mean']:.1f} {r['time_step_s']:.1f}s (rollout {r['time_rollout_s']:.1f} "
+                 f"teacher+reward {r['time_teacher_reward_s']:.1f} train {r['time_train_s']:.1f} "
+                 f"sync {r['time_sync_s']:.2f})")
+    line = " ".join(parts)
+    return line + (f" eval_acc {r['eval_accuracy']:.3f}" if "eval_accuracy" in r else "")
+
+
+if __name__ == "__main__":
+    main()
