@@ -20,14 +20,26 @@ def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rl.grpo", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("path", sorted(ROOT.glob("examples/**/*.yaml")), ids=lambda p: str(p.relative_to(ROOT)))
+def _config_model(path: Path):
+    """The config model of the CLI that reads an example config (`rl.grpo` unless listed)."""
+    from distill.config import OffPolicyConfig, OnPolicyConfig
+    from rl.eval_config import EvalConfig
+
+    other = {"examples/thinking/eval.yml": EvalConfig, "examples/distill/config.yml": OnPolicyConfig,
+             "examples/distill/offpolicy.yml": OffPolicyConfig}
+    return other.get(str(path.relative_to(ROOT)), GRPOConfig)
+
+
+EXAMPLE_CONFIGS = sorted([*ROOT.glob("examples/**/*.yaml"), *ROOT.glob("examples/**/*.yml")])
+
+
+@pytest.mark.parametrize("path", EXAMPLE_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_example_config_parses(path: Path) -> None:
-    cfg = load_config(GRPOConfig, path)
-    assert cfg.trainer.max_steps >= 1
+    load_config(_config_model(path), path)
 
 
 def test_examples_exist() -> None:
-    assert list(ROOT.glob("examples/**/*.yaml")), "no example configs found"
+    assert len(EXAMPLE_CONFIGS) >= 3, "no example configs found"
 
 
 def test_required_key_names_exist() -> None:
