@@ -29,23 +29,10 @@ def build_rewards(reward_cfgs: list[RewardConfig], row_sets: list[list[dict]]) -
     columns are checked against every row set it will see; errors name `rewards.<i>`."""
     if not reward_cfgs:
         return None, None
-    from rewards import DRIVER_COLUMNS, WeightedRewards, build_spec
+    from rl.grpo import reward_specs, weighted_rewards
 
-    columns = [(set().union(*rows) - {"prompt"}) | DRIVER_COLUMNS for rows in row_sets if rows]
-    specs = []
-    for i, r in enumerate(reward_cfgs):
-        try:
-            spec = build_spec(name=r.name, fn=r.fn, judge=r.judge, model=r.model, weight=r.weight,
-                              kwargs=r.kwargs, on_error=r.on_error, label=r.label, worker=r.worker)
-            for available in columns:
-                spec.check_columns(available)
-        except ValueError as e:
-            raise ConfigError(f"rewards.{i}: {e}") from None
-        specs.append(spec)
-    try:
-        return WeightedRewards(specs), specs[0].label
-    except ValueError as e:
-        raise ConfigError(f"rewards: {e}") from None
+    specs = reward_specs(reward_cfgs, row_sets)
+    return weighted_rewards(specs), specs[0].label
 
 
 def score_texts(rewards: Any, rows: list[dict], texts: list[str], completion_ids: list[list[int]],

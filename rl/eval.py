@@ -62,22 +62,14 @@ class Inputs:
 
 def load_inputs(model: EvalModelConfig, data: PromptDataConfig, rewards: list[RewardConfig]) -> Inputs:
     """Model path, data rows (first `data.max_prompts`), reward functions and the columns they read."""
-    from rewards import DRIVER_COLUMNS, build_spec
+    from rl.grpo import reward_specs
 
     check_model_path(model.path)
     rows = load_rows(data.path)[: data.max_prompts]
-    available = (set().union(*rows) - {"prompt"}) | DRIVER_COLUMNS
-    specs = []
-    for i, r in enumerate(rewards):
-        try:
-            spec = build_spec(name=r.name, fn=r.fn, judge=r.judge, model=r.model, weight=r.weight,
-                              kwargs=r.kwargs, on_error=r.on_error, label=r.label, worker=r.worker)
-            spec.check_columns(available)
-        except ValueError as e:
-            raise ConfigError(f"rewards.{i}: {e}") from None
-        if spec.label in {s.label for s in specs}:
+    specs = reward_specs(rewards, [rows])
+    for i, spec in enumerate(specs):
+        if spec.label in {s.label for s in specs[:i]}:
             raise ConfigError(f"rewards.{i}: a second reward labelled {spec.label!r}; give it `label: <other name>`")
-        specs.append(spec)
     return Inputs(rows, specs)
 
 

@@ -51,14 +51,22 @@ def main(argv: list[str] | None = None) -> None:
 
 def preflight(cfg: GRPOConfig) -> Inputs:
     """Fail fast, naming the bad key / file / row: model path, data rows, reward functions and their columns."""
-    from rewards import DRIVER_COLUMNS, WeightedRewards, build_spec
-
     check_model_path(cfg.model.path)
     rows = load_rows(cfg.data.train)
     eval_rows = load_rows(cfg.eval.data)[: cfg.eval.max_prompts] if cfg.eval else []
-    columns = [(set().union(*rs) - {"prompt"}) | DRIVER_COLUMNS for rs in (rows, eval_rows) if rs]
+    specs = reward_specs(cfg.rewards, [rows, eval_rows])
+    rewards = weighted_rewards(specs)
+    return Inputs(rows, eval_rows, rewards, primary_reward=specs[0].label)
+
+
+def reward_specs(reward_cfgs: list, row_sets: list[list[dict]]) -> list:
+    """`rewards.RewardSpec` of each `rewards:` entry, its columns checked against every (non-empty) row set it
+    will see; errors name `rewards.<i>`."""
+    from rewards import DRIVER_COLUMNS, build_spec
+
+    columns = [(set().union(*rs) - {"prompt"}) | DRIVER_COLUMNS for rs in row_sets if rs]
     specs = []
-    for i, r in enumerate(cfg.rewards):
+    for i, r in enumerate(reward_cfgs):
         try:
             spec = build_spec(name=r.name, fn=r.fn, judge=r.judge, model=r.model, weight=r.weight,
                               kwargs=r.kwargs, on_error=r.on_error, label=r.label, worker=r.worker)
@@ -67,11 +75,17 @@ def preflight(cfg: GRPOConfig) -> Inputs:
         except ValueError as e:
             raise ConfigError(f"rewards.{i}: {e}") from None
         specs.append(spec)
+    return specs
+
+
+def weighted_rewards(specs: list):
+    """The weighted sum of the specs (`rewards.WeightedRewards`); a clash between them names `rewards`."""
+    from rewards import WeightedRewards
+
     try:
-        rewards = WeightedRewards(specs)
+        return WeightedRewards(specs)
     except ValueError as e:
         raise ConfigError(f"rewards: {e}") from None
-    return Inputs(rows, eval_rows, rewards, primary_reward=specs[0].label)
 
 
 @dataclass
