@@ -112,7 +112,7 @@ class Learner:
                           max_len=self.max_completion_tokens)
         metrics: dict[str, float] = {}
         self.optimizer.zero_grad(set_to_none=True)
-        for mb in self._micro_batches(batch):
+        for _, mb in self._micro_batches(batch):
             with self._autocast():
                 logits = self.policy.completion_logits(mb)
             logits = logits.float() / self.temperature
@@ -132,12 +132,12 @@ class Learner:
         return metrics
 
     def _micro_batches(self, batch: TrainBatch):
-        """Collated micro-batches (padded, or packed by `trainer.token_budget`), generated lazily."""
+        """(sequence indices, collated micro-batch) pairs, padded or packed by `trainer.token_budget`, lazily."""
         cfg = self.trainer_cfg
         plan = plan_micro_batches([batch.seq_len(i) for i in range(len(batch))],
                                   micro_batch_size=cfg.micro_batch_size, token_budget=cfg.token_budget)
         for idx in plan:
-            yield collate(batch, idx, packed=cfg.token_budget is not None, device=self.device)
+            yield idx, collate(batch, idx, packed=cfg.token_budget is not None, device=self.device)
 
     def objective(self, mb: dict[str, torch.Tensor], logits: torch.Tensor, logprobs: torch.Tensor,
                   norms: LossNorms) -> tuple[torch.Tensor, dict[str, float]]:
@@ -214,11 +214,7 @@ class Learner:
         """log π_θ (at the sampling temperature) of every completion token, without gradients."""
         self.policy.model.eval()
         out: list[list[float] | None] = [None] * len(batch)
-        cfg = self.trainer_cfg
-        plan = plan_micro_batches([batch.seq_len(i) for i in range(len(batch))],
-                                  micro_batch_size=cfg.micro_batch_size, token_budget=cfg.token_budget)
-        for idx in plan:
-            mb = collate(batch, idx, packed=cfg.token_budget is not None, device=self.device)
+        for idx, mb in self._micro_batches(batch):
             with self._autocast():
                 logits = self.policy.completion_logits(mb)
             lp = token_logprobs(logits.float() / self.temperature, mb["targets"]).cpu()
@@ -232,11 +228,7 @@ class Learner:
         """Σ_t (log π_old − log π_ref) per completion (k1 summed over its loss-carrying tokens): the PPO-RLHF
         reward penalty of `algorithm.kl_mode: reward`."""
         out: list[float] = [0.0] * len(batch)
-        cfg = self.trainer_cfg
-        plan = plan_micro_batches([batch.seq_len(i) for i in range(len(batch))],
-                                  micro_batch_size=cfg.micro_batch_size, token_budget=cfg.token_budget)
-        for idx in plan:
-            mb = collate(batch, idx, packed=cfg.token_budget is not None, device=self.device)
+        for idx, mb in self._micro_batches(batch):
             ref = self._reference_logprobs(mb)
             per_seq = ((mb["old_logprobs"] - ref) * mb["loss_mask"]).sum(dim=1).cpu()
             for k, i in enumerate(idx):
