@@ -1,17 +1,24 @@
 """From a rollout batch to learner micro-batches: the batch type, micro-batch planning and collation.
 
-Two layouts, one contract for the loss (every per-token tensor is [N, T]: N sequences, T = longest completion
+Three layouts, one contract for the loss (every per-token tensor is [N, T]: N sequences, T = longest completion
 of the micro-batch, right-padded, `loss_mask` 1 on real tokens):
 
-- **padded** (`trainer.token_budget` unset): `micro_batch_size` sequences, sorted by length so neighbours pad
-  little, each row padded to the longest prompt + completion.
+- **shared** (the default: `trainer.token_budget` unset, `trainer.share_prompts` on): a GRPO batch holds each
+  prompt n times, so each distinct prompt of a micro-batch goes through the model once (`prefix_ids` [G, P]:
+  the prompt minus its last token, right-padded) and its completions run as a second pass over [N, L] rows
+  (the prompt's last token + the completion minus its last token) that attend to their prompt's cached keys and
+  values (`row_prefix` [N] picks the prompt). Exactly the same logits and gradients as the padded layout, with
+  N·P − G·P fewer tokens through every layer (2.6× fewer on the arithmetic demo's 8 × 8 batches).
+- **padded**: `micro_batch_size` sequences, sorted by length so neighbours pad little, each row padded to the
+  longest prompt + completion.
 - **packed** (`trainer.token_budget: T`): sequences (longest first) are put into micro-batches of at most T
   tokens, and each micro-batch is one row of concatenated sequences with position ids restarting at 0 and a
   block-diagonal causal mask, so no layer computes on padding. (SDPA on CPU does not infer packing from
   position ids, hence the explicit [1, 1, S, S] mask; the attention is the only part that sees the whole row.)
 
-Either way `flat_positions` [N, T] indexes the trunk's flattened hidden states [B·S, H] at the positions whose
-logits predict each completion token.
+In every layout `flat_positions` [N, T] indexes the trunk's flattened hidden states [B·S, H] (for `shared`: of the
+second pass) at the positions whose logits predict each completion token. Attention masks are explicit boolean
+[B, 1, S, S_kv] tensors wherever the layout is not plain right-padding.
 """
 
 from __future__ import annotations
@@ -78,13 +85,17 @@ class LossNorms:
     max_len: int  # the generation budget (Dr. GRPO's constant normaliser)
 
 
-def plan_micro_batches(lengths: list[int], *, micro_batch_size: int, token_budget: int | None) -> list[list[int]]:
+def plan_micro_batches(lengths: list[int], *, micro_batch_size: int, token_budget: int | None,
+                       keep_order: bool = False) -> list[list[int]]:
     """Indices of each micro-batch. lengths: tokens (prompt + completion) per sequence.
 
-    Padded: sorted by length, `micro_batch_size` per micro-batch. Packed: first-fit decreasing into bins of
+    Padded: sorted by length (or in batch order with `keep_order`, which keeps a prompt's group together for the
+    shared layout), `micro_batch_size` per micro-batch. Packed: first-fit decreasing into bins of
     ≤ `token_budget` tokens (a sequence longer than the budget gets a micro-batch of its own).
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=token_budget is not None)
+    if keep_order and token_budget is None:
+        order = list(range(len(lengths)))
     if token_budget is None:
         return [order[s : s + micro_batch_size] for s in range(0, len(order), micro_batch_size)]
     bins: list[list[int]] = []
@@ -113,42 +124,82 @@ def pad_rows(rows: list[list], dtype: torch.dtype) -> torch.Tensor:
     return out
 
 
-def collate(batch: TrainBatch, idx: list[int], *, packed: bool, device: torch.device) -> dict[str, torch.Tensor]:
-    """Tensors of the micro-batch `idx` (see the module docstring for the two layouts)."""
+LAYOUTS = ("shared", "padded", "packed")
+
+
+def collate(batch: TrainBatch, idx: list[int], *, layout: str, device: torch.device) -> dict[str, torch.Tensor]:
+    """Tensors of the micro-batch `idx` in `layout` (one of `LAYOUTS`; see the module docstring)."""
     prompts = [batch.prompt_ids[i] for i in idx]
     completions = [batch.completion_ids[i] for i in idx]
-    lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
-    if packed:
-        input_ids = torch.tensor([t for p, c in zip(prompts, completions) for t in p + c])[None]
-        position_ids = torch.cat([torch.arange(n) for n in lengths])[None]
-        seq = torch.repeat_interleave(torch.arange(len(idx)), torch.tensor(lengths))
-        causal = torch.ones(len(seq), len(seq), dtype=torch.bool).tril()
-        attention_mask = (causal & (seq[:, None] == seq[None, :]))[None, None]
-        starts = [sum(lengths[:k]) for k in range(len(idx))]
-    else:
-        width = max(lengths)
-        input_ids = torch.zeros(len(idx), width, dtype=torch.long)
-        attention_mask = torch.zeros(len(idx), width, dtype=torch.long)
-        for k, (p, c) in enumerate(zip(prompts, completions)):
-            input_ids[k, : len(p) + len(c)] = torch.tensor(p + c)
-            attention_mask[k, : len(p) + len(c)] = 1
-        position_ids = None
-        starts = [k * width for k in range(len(idx))]
-    # the logits at position t predict token t + 1: completion token j is predicted at start + len(p) - 1 + j
-    flat_positions = pad_rows([list(range(s + len(p) - 1, s + len(p) - 1 + len(c)))
-                              for s, p, c in zip(starts, prompts, completions)], torch.long)
-    tensors = {
-        "input_ids": input_ids, "attention_mask": attention_mask, "flat_positions": flat_positions,
+    if layout == "shared" and min(len(p) for p in prompts) < 2:
+        layout = "padded"  # a one-token prompt leaves no prefix to share
+    tensors = _MODEL_INPUTS[layout](prompts, completions)
+    tensors.update({
         "targets": pad_rows(completions, torch.long),
         "old_logprobs": pad_rows([batch.old_logprobs[i] for i in idx], torch.float32),
         "loss_mask": pad_rows([batch.mask(i) for i in idx], torch.float32),
         "advantages": pad_rows([batch.token_advantage(i) for i in idx], torch.float32),
-    }
-    if position_ids is not None:
-        tensors["position_ids"] = position_ids
+    })
     for name, values in batch.extras.items():
         rows = [values[i] for i in idx]
         first = next((v for r in rows for v in r), 0.0)
         is_int = isinstance(first[0] if isinstance(first, (list, tuple)) else first, int)
         tensors[name] = pad_rows(rows, torch.long if is_int else torch.float32)
     return {k: v.to(device) for k, v in tensors.items()}
+
+
+def _completion_positions(starts: list[int], prompts: list[list[int]], completions: list[list[int]]) -> torch.Tensor:
+    """The logits at position t predict token t + 1: completion token j is predicted at start + len(p) - 1 + j."""
+    return pad_rows([list(range(s + len(p) - 1, s + len(p) - 1 + len(c)))
+                     for s, p, c in zip(starts, prompts, completions)], torch.long)
+
+
+def _padded(prompts: list[list[int]], completions: list[list[int]]) -> dict[str, torch.Tensor]:
+    lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
+    width = max(lengths)
+    input_ids = torch.zeros(len(prompts), width, dtype=torch.long)
+    attention_mask = torch.zeros(len(prompts), width, dtype=torch.long)
+    for k, (p, c) in enumerate(zip(prompts, completions)):
+        input_ids[k, : len(p) + len(c)] = torch.tensor(p + c)
+        attention_mask[k, : len(p) + len(c)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask,
+            "flat_positions": _completion_positions([k * width for k in range(len(prompts))], prompts, completions)}
+
+
+def _packed(prompts: list[list[int]], completions: list[list[int]]) -> dict[str, torch.Tensor]:
+    lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
+    seq = torch.repeat_interleave(torch.arange(len(prompts)), torch.tensor(lengths))
+    causal = torch.ones(len(seq), len(seq), dtype=torch.bool).tril()
+    return {"input_ids": torch.tensor([t for p, c in zip(prompts, completions) for t in p + c])[None],
+            "position_ids": torch.cat([torch.arange(n) for n in lengths])[None],
+            "attention_mask": (causal & (seq[:, None] == seq[None, :]))[None, None],
+            "flat_positions": _completion_positions([sum(lengths[:k]) for k in range(len(prompts))], prompts,
+                                                    completions)}
+
+
+def _shared(prompts: list[list[int]], completions: list[list[int]]) -> dict[str, torch.Tensor]:
+    distinct: dict[tuple[int, ...], int] = {}
+    row_prefix = torch.tensor([distinct.setdefault(tuple(p), len(distinct)) for p in prompts])
+    prefixes = [list(p[:-1]) for p in distinct]
+    prefix_len = torch.tensor([len(p) for p in prefixes])
+    width = int(prefix_len.max())
+    keys = torch.arange(width)
+    # prefix pass: causal over each right-padded prefix; a padding query still sees its prefix's first token,
+    # so no row of the mask is empty (an empty row would put NaN into the padding's keys and values)
+    prefix_mask = torch.ones(width, width, dtype=torch.bool).tril() & (keys[None, None, :] < prefix_len[:, None, None])
+    # second pass: row n = [last prompt token] + completion[:-1], so position j predicts completion token j
+    rows = [[p[-1], *c[:-1]] for p, c in zip(prompts, completions)]
+    length = max(len(r) for r in rows)
+    own_prefix = (keys[None, :] < prefix_len[row_prefix][:, None])[:, None, :].expand(-1, length, -1)
+    causal = torch.ones(length, length, dtype=torch.bool).tril().expand(len(rows), -1, -1)
+    return {
+        "prefix_ids": pad_rows(prefixes, torch.long), "prefix_mask": prefix_mask[:, None],
+        "row_prefix": row_prefix, "input_ids": pad_rows(rows, torch.long),
+        "position_ids": prefix_len[row_prefix][:, None] + torch.arange(length)[None, :],
+        "attention_mask": torch.cat([own_prefix, causal], dim=2)[:, None],
+        "flat_positions": pad_rows([[k * length + j for j in range(len(c))] for k, c in enumerate(completions)],
+                                   torch.long),
+    }
+
+
+_MODEL_INPUTS = {"shared": _shared, "padded": _padded, "packed": _packed}

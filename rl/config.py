@@ -113,6 +113,10 @@ class TrainerConfig(Strict):
     token_budget: int | None = Field(None, ge=1)
     """Pack sequences into micro-batches of at most this many tokens (prompt + completion) with no padding;
     replaces `micro_batch_size`."""
+    share_prompts: bool = True
+    """Run each distinct prompt of a micro-batch through the model once; its completions attend to its cached
+    keys/values (exact, same gradients; N·P − G·P fewer tokens per layer when a micro-batch holds a prompt's
+    group). Applies to padded micro-batches without gradient checkpointing (`rl.batching`)."""
     updates_per_batch: int = Field(1, ge=1)
     """μ: passes (epochs) over each rollout batch; π_old stays the sampling-time policy (off-policy reuse)."""
     mini_batches: int = Field(1, ge=1)

@@ -58,6 +58,7 @@ class Learner:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.compute_dtype = getattr(torch, model_cfg.dtype)
         self.policy = load_policy(model_path, model_cfg, self.device, resume_from)
+        self.layout = micro_batch_layout(trainer_cfg, model_cfg)
         self.reference = load_reference(model_path, self.compute_dtype, self.device) if algo_cfg.kl_beta > 0 else None
         params = [p for p in self.policy.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=trainer_cfg.lr, weight_decay=trainer_cfg.weight_decay)
@@ -132,12 +133,12 @@ class Learner:
         return metrics
 
     def _micro_batches(self, batch: TrainBatch):
-        """(sequence indices, collated micro-batch) pairs, padded or packed by `trainer.token_budget`, lazily."""
+        """(sequence indices, collated micro-batch) pairs in `self.layout`, lazily."""
         cfg = self.trainer_cfg
-        plan = plan_micro_batches([batch.seq_len(i) for i in range(len(batch))],
-                                  micro_batch_size=cfg.micro_batch_size, token_budget=cfg.token_budget)
+        plan = plan_micro_batches([batch.seq_len(i) for i in range(len(batch))], micro_batch_size=cfg.micro_batch_size,
+                                  token_budget=cfg.token_budget, keep_order=self.layout == "shared")
         for idx in plan:
-            yield idx, collate(batch, idx, packed=cfg.token_budget is not None, device=self.device)
+            yield idx, collate(batch, idx, layout=self.layout, device=self.device)
 
     def objective(self, mb: dict[str, torch.Tensor], logits: torch.Tensor, logprobs: torch.Tensor,
                   norms: LossNorms) -> tuple[torch.Tensor, dict[str, float]]:
@@ -257,7 +258,7 @@ class Learner:
         """log π_θ of each completion token at temperature 1 (as the engines' `score`)."""
         self.policy.model.eval()
         batch = TrainBatch([prompt], [completion], [[0.0] * len(completion)], [0.0])
-        mb = collate(batch, [0], packed=False, device=self.device)
+        mb = collate(batch, [0], layout="padded", device=self.device)
         with self._autocast():
             logits = self.policy.completion_logits(mb)
         return token_logprobs(logits.float(), mb["targets"])[0].tolist()
@@ -284,6 +285,14 @@ class Learner:
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def micro_batch_layout(trainer_cfg: TrainerConfig, model_cfg: ModelConfig) -> str:
+    """`packed` with a token budget; else `shared` (prompt computed once per micro-batch) unless turned off or
+    gradient checkpointing is on (checkpointed layers do not return the prompt's keys/values); else `padded`."""
+    if trainer_cfg.token_budget is not None:
+        return "packed"
+    return "shared" if trainer_cfg.share_prompts and not model_cfg.gradient_checkpointing else "padded"
 
 
 def _mini_batches(n: int, parts: int, group_size: int) -> list[list[int]]:

@@ -25,10 +25,21 @@ class Policy:
 
     def completion_logits(self, mb: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits [N, T, V] at the positions predicting each completion token of a collated micro-batch
-        (`rl.batching.collate`: input_ids [B, S], attention_mask [B, S] or [B, 1, S, S], optional position_ids,
-        flat_positions [N, T] into the flattened [B·S] hidden states)."""
+        (`rl.batching.collate`: input_ids [B, S], attention_mask [B, S] or [B, 1, S, S_kv], optional position_ids,
+        flat_positions [N, T] into the flattened [B·S] hidden states). The shared layout first runs each distinct
+        prompt once and hands its keys/values (gathered per row, differentiably) to the completions' pass."""
+        cache = None
+        if "prefix_ids" in mb:
+            from transformers import DynamicCache
+
+            prefix = self._trunk(input_ids=mb["prefix_ids"], attention_mask=mb["prefix_mask"], use_cache=True,
+                                 position_ids=torch.arange(mb["prefix_ids"].shape[1], device=mb["prefix_ids"].device)[None])
+            rows = mb["row_prefix"]
+            cache = DynamicCache(ddp_cache_data=[(layer.keys[rows], layer.values[rows])
+                                                 for layer in prefix.past_key_values.layers])
         hidden = self._trunk(input_ids=mb["input_ids"], attention_mask=mb["attention_mask"],
-                             position_ids=mb.get("position_ids"), use_cache=False).last_hidden_state
+                             position_ids=mb.get("position_ids"), past_key_values=cache,
+                             use_cache=cache is not None).last_hidden_state
         return self._head(hidden.reshape(-1, hidden.shape[-1])[mb["flat_positions"]])
 
     def merged_weights(self) -> Iterator[tuple[str, torch.Tensor]]:

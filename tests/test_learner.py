@@ -13,9 +13,10 @@ from rl.config import AlgorithmConfig, LoraConfig, ModelConfig, TrainerConfig
 from rl.learner import Learner, TrainBatch
 
 
-def _batch(seed: int = 0, n: int = 8) -> TrainBatch:
+def _batch(seed: int = 0, n: int = 8, group: int = 1) -> TrainBatch:
+    """n sequences; each prompt repeated `group` times in a row (a GRPO group)."""
     rng = random.Random(seed)
-    prompts = [[rng.randrange(3, 500) for _ in range(rng.randrange(4, 12))] for _ in range(n)]
+    prompts = [p for _ in range(n // group) for p in [[rng.randrange(3, 500) for _ in range(rng.randrange(4, 12))]] * group]
     completions = [[rng.randrange(3, 500) for _ in range(rng.randrange(1, 10))] for _ in range(n)]
     old = [[-6.2 + rng.uniform(-0.1, 0.1) for _ in c] for c in completions]
     return TrainBatch(prompts, completions, old, [rng.uniform(-1, 1) for _ in range(n)])
@@ -41,13 +42,18 @@ def test_one_step_changes_every_trainable_parameter(tiny_model: Path) -> None:
 @pytest.mark.parametrize("loss", [
     {"aggregation": "token-mean"}, {"aggregation": "seq-mean-token-mean"}, {"aggregation": "seq-mean-token-sum-norm"},
     {"type": "gspo", "eps_low": 3e-4, "eps_high": 4e-4, "aggregation": "seq-mean-token-mean"}])
-@pytest.mark.parametrize("split", [{"micro_batch_size": 2}, {"token_budget": 40}], ids=["padded-4x2", "packed"])
+@pytest.mark.parametrize("split", [{"micro_batch_size": 2, "share_prompts": False}, {"micro_batch_size": 3},
+                                   {"micro_batch_size": 8}, {"token_budget": 40}],
+                         ids=["padded-4x2", "shared-3+3+2", "shared-1x8", "packed"])
 def test_micro_batching_gives_the_same_gradients(tiny_model: Path, loss: dict, split: dict) -> None:
     # float32: under bf16 autocast, different padding shapes round differently (~1% relative noise), which would
-    # hide a wrong normalisation; in float32 1 × 8 and 4 × 2 (or packed rows) must agree to float precision.
-    whole = _learner(tiny_model, micro_batch_size=8, dtype="float32", algorithm={"loss": loss})
+    # hide a wrong normalisation; in float32 one padded 1 × 8 pass and any other split/layout must agree to float
+    # precision. Groups of 2 (and a split of 3 that cuts through groups) exercise the shared-prompt layout.
+    whole = _learner(tiny_model, micro_batch_size=8, share_prompts=False, dtype="float32", algorithm={"loss": loss})
     split = _learner(tiny_model, dtype="float32", algorithm={"loss": loss}, **split)
-    m_whole, m_split = whole.train(_batch()), split.train(_batch())
+    assert (whole.layout, split.layout) == ("padded", "packed" if "token_budget" in split.trainer_cfg.model_fields_set
+                                            else "shared" if split.trainer_cfg.share_prompts else "padded")
+    m_whole, m_split = whole.train(_batch(group=2)), split.train(_batch(group=2))
     for (name, a), (_, b) in zip(whole.policy.model.named_parameters(), split.policy.model.named_parameters()):
         assert torch.allclose(a.grad, b.grad, atol=1e-6, rtol=1e-4), name
     assert m_whole["policy_loss"] == pytest.approx(m_split["policy_loss"], abs=1e-6)
