@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distill.config import OnPolicyConfig
+from distill.config import OnPolicyConfig, describe_config
 from rl.config_io import ConfigError, build_arg_parser, dump_config, load_config
 from rl.data import DataError
 
@@ -44,6 +44,8 @@ class Inputs:
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_arg_parser("python -m distill.onpolicy", OnPolicyConfig, __doc__.split("\n\n")[0])
+    # every `loss.type` with its own keys (rl.config_io's listing shows only the union's first variant)
+    parser.epilog = "config keys (set in YAML or override as key=value):\n" + "\n".join(describe_config(OnPolicyConfig))
     args = parser.parse_args(argv)
     try:
         cfg = load_config(OnPolicyConfig, args.config, args.overrides)
@@ -75,16 +77,16 @@ class Run:
     Attribute names follow `rl.grpo.Run`, whose sampling, evaluation and checkpoint helpers run on it."""
 
     def __init__(self, cfg: OnPolicyConfig, inputs: Inputs):
-        import ray
         from transformers import AutoTokenizer
 
+        from distill.actors import StudentRollouts, gpu_share, start_teacher
         from distill.learner import DistillLearner
-        from distill.teacher import Teacher
-        from rl.actors import RolloutGroup, init_ray, start_learner
+        from rl.actors import init_ray, start_learner
         from rl.checkpoint import latest_checkpoint, load_state
         from rl.data import PromptStream
         from rl.grpo import encode_prompts
         from rl.tracking import MetricsLog
+        from rl.weight_sync import make_weight_sync
 
         self.cfg, self.inputs, self.out = cfg, inputs, Path(cfg.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -110,22 +112,25 @@ class Run:
             self.stream.load_state_dict(state["data"])
         self.stream_checkpoint = None  # no prefetching here: checkpoints record the live cursor
         init_ray(cfg.ray_address)
+        self.weight_sync = make_weight_sync(cfg.rollout)
+        # the learner, the rollout workers and the teacher share a single GPU (`distill.actors.gpu_share`); the
+        # learner sizes its share by its co-tenants, `num_workers`, and the teacher is one more
         self.learner = start_learner(inputs.student_path, cfg.student, cfg.trainer, cfg.algorithm,
                                      cfg.rollout.temperature, resume_from=str(checkpoint) if checkpoint else None,
                                      max_completion_tokens=self.max_completion_tokens,
-                                     num_workers=cfg.rollout.workers, learner_cls=DistillLearner, loss_cfg=cfg.loss)
-        t = cfg.teacher
-        self.teacher = ray.remote(num_cpus=0)(Teacher).remote(
-            inputs.teacher_path, dtype=t.dtype, temperature=cfg.rollout.temperature, top_k=cfg.loss.top_k or 1,
-            micro_batch_size=t.micro_batch_size, torch_threads=t.torch_threads, seed=cfg.trainer.seed)
+                                     num_workers=cfg.rollout.workers + 1, learner_cls=DistillLearner, loss_cfg=cfg.loss)
+        self.teacher = start_teacher(inputs.teacher_path, cfg.teacher, gpu_share=gpu_share(cfg.rollout.workers),
+                                     temperature=cfg.rollout.temperature, top_k=cfg.loss.top_k or 1,
+                                     seed=cfg.trainer.seed)
         longest = max(len(p) for p in self.train_set.ids + self.eval_set.ids)
-        self.rollout = RolloutGroup(cfg.rollout.workers, cfg.rollout.backend, dict(
+        self.rollout = StudentRollouts(cfg.rollout.workers, cfg.rollout.backend, dict(
             model_path=inputs.student_path, dtype=cfg.student.dtype, seed=cfg.trainer.seed,
             max_model_len=longest + max(self.max_completion_tokens, (cfg.eval.max_new_tokens or 0) if cfg.eval else 0),
             kv_cache_gib=cfg.rollout.kv_cache_gib, gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
-            enforce_eager=cfg.rollout.enforce_eager))
+            enforce_eager=cfg.rollout.enforce_eager, **self.weight_sync.engine_kwargs))
+        self.weight_sync.connect(self.learner, self.rollout.workers)
         if checkpoint:
-            self.rollout.load_weights(self.learner.weights.remote())
+            self.weight_sync.push()
         self.log = MetricsLog(self.out, cfg.tensorboard, resume_step=self.start_step)
         self.resumed_from = checkpoint
 
@@ -187,7 +192,7 @@ def distill_step(run: Run, step: int) -> dict[str, Any]:
     batch = make_batch(cfg, prompt_ids, completions, scores, rewards, on_policy)
     train_metrics = ray.get(run.learner.train_distill.remote(batch, step, dense_ref))
     t3 = time.perf_counter()
-    run.rollout.load_weights(run.learner.weights.remote())
+    run.weight_sync.push()
     t4 = time.perf_counter()
     times = {"time_step_s": t4 - t0, "time_rollout_s": t1 - t0, "time_teacher_reward_s": t2 - t1,
              "time_train_s": t3 - t2, "time_sync_s": t4 - t3}

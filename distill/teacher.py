@@ -1,7 +1,9 @@
 """The teacher: a frozen causal LM that scores the student's token sequences (and can generate).
 
 A plain class (the Ray actor is `ray.remote(Teacher)` in `distill/onpolicy.py`), testable without Ray.
-`score` runs one forward pass per micro-batch over prompt + completion and returns, at every completion
+`score` runs one forward pass per micro-batch over prompt + completion, collated and computed exactly as the
+learner's (`rl.batching.collate` + `rl.policy.Policy.completion_logits`; by default in the shared-prompt layout,
+so each distinct prompt of a micro-batch goes through the model once), and returns, at every completion
 position, at the sampling temperature:
 - `logprobs`: log T(x_t) of the token the student sampled (what `sampled_kl` needs);
 - `topk_ids` / `topk_logprobs`: the teacher's k most likely tokens and their log-probabilities (k ≥ 1; the first
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rl.batching import TrainBatch, collate
 from rl.rollout import Completion, SamplingSpec
 
 
@@ -35,13 +38,16 @@ class Teacher:
     """Loads `model_path` once (transformers, eval mode, no gradients) and scores / generates."""
 
     def __init__(self, model_path: str, *, dtype: str = "bfloat16", temperature: float = 1.0, top_k: int = 1,
-                 micro_batch_size: int = 16, torch_threads: int | None = None, seed: int = 0):
+                 micro_batch_size: int = 16, share_prompts: bool = True, torch_threads: int | None = None,
+                 seed: int = 0):
+        from rl.policy import Policy
         from rl.rollout.hf_engine import HFEngine
 
         torch.set_num_threads(torch_threads or os.cpu_count())
         self.engine = HFEngine(model_path, dtype=dtype, seed=seed)
-        self.model = self.engine.model.requires_grad_(False)
+        self.policy = Policy(self.engine.model.requires_grad_(False), tokenizer=None, is_lora=False)
         self.device = self.engine.device
+        self.layout = "shared" if share_prompts else "padded"
         self.temperature, self.top_k, self.micro_batch_size = temperature, top_k, micro_batch_size
 
     @torch.no_grad()
@@ -61,13 +67,13 @@ class Teacher:
         return scores, dense
 
     def _score_batch(self, prompts, completions, full: bool) -> tuple[list[TeacherScores], list[torch.Tensor]]:
-        input_ids, attention, positions, targets = collate(prompts, completions, self.device)
-        # trunk, then the output layer at the completion positions only (prompt positions never pay for [*, V])
-        hidden = self.model.get_decoder()(input_ids=input_ids, attention_mask=attention, use_cache=False)
-        picked = hidden.last_hidden_state.gather(1, positions[..., None].expand(-1, -1, self.model.config.hidden_size))
-        logits = self.model.get_output_embeddings()(picked)
+        # the learner's collation and trunk + output layer at the completion positions only (prompt positions
+        # never pay for [*, V]); in the shared layout each distinct prompt of the micro-batch runs once
+        batch = TrainBatch(prompts, completions, [[0.0] * len(c) for c in completions], [0.0] * len(prompts))
+        mb = collate(batch, list(range(len(prompts))), layout=self.layout, device=self.device)
+        logits = self.policy.completion_logits(mb)
         logprobs = torch.log_softmax(logits.float() / self.temperature, dim=-1)  # [N, T, V]
-        chosen = logprobs.gather(-1, targets[..., None]).squeeze(-1)
+        chosen = logprobs.gather(-1, mb["targets"][..., None]).squeeze(-1)
         top_lp, top_ids = logprobs.topk(self.top_k, dim=-1)
         tail = torch.logsumexp(logprobs.scatter(-1, top_ids, -torch.inf), dim=-1)
         out, dense = [], []
@@ -83,20 +89,3 @@ class Teacher:
         """`spec.n` teacher completions per prompt (logprobs are the teacher's sampling logprobs)."""
         return self.engine.generate(prompts, spec)
 
-
-def collate(prompts: list[list[int]], completions: list[list[int]], device) -> tuple[torch.Tensor, ...]:
-    """Right-padded input_ids / attention_mask [N, S], completion-predicting positions [N, T] and the completion
-    tokens [N, T] (the logits at position t predict token t + 1, so completion token k sits at len(p) − 1 + k)."""
-    seq_len = max(len(p) + len(c) for p, c in zip(prompts, completions))
-    comp_len = max(len(c) for c in completions)
-    n = len(prompts)
-    input_ids = torch.zeros(n, seq_len, dtype=torch.long)
-    attention = torch.zeros(n, seq_len, dtype=torch.long)
-    positions = torch.zeros(n, comp_len, dtype=torch.long)
-    targets = torch.zeros(n, comp_len, dtype=torch.long)
-    for i, (p, c) in enumerate(zip(prompts, completions)):
-        input_ids[i, : len(p) + len(c)] = torch.tensor(p + c)
-        attention[i, : len(p) + len(c)] = 1
-        positions[i, : len(c)] = torch.arange(len(p) - 1, len(p) - 1 + len(c))
-        targets[i, : len(c)] = torch.tensor(c)
-    return input_ids.to(device), attention.to(device), positions.to(device), targets.to(device)

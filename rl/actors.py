@@ -1,8 +1,9 @@
 """The Ray side: thin actor wrappers around the plain `Learner` and rollout engines, and a `RolloutGroup`
-that shards prompts across rollout workers and pushes weights to all of them.
+that shards prompts across rollout workers.
 
-Weight sync: the learner's `weights()` result goes into Ray's object store once (`ObjectRef`), and every
-worker pulls it from there into its engine's `load_weights` (zero-copy reads on the same node).
+Weight sync (`rl.weight_sync`) reaches the workers through `load_weights` (Ray's object store) or through vLLM's
+weight-transfer API (`init_weight_transfer` / `receive_weights`, driven by the learner actor, whose class gets
+the trainer side mixed in: `rl.weight_sync.WeightSender`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ class RolloutWorker:
     def load_weights(self, weights: list) -> None:
         self.engine.load_weights(weights)
 
+    def init_weight_transfer(self, init_info: dict) -> None:
+        self.engine.init_weight_transfer(init_info)
+
+    def receive_weights(self, update_info: dict) -> None:
+        self.engine.receive_weights(update_info)
+
     def score(self, prompt: list[int], completion: list[int]) -> list[float]:
         return self.engine.score(prompt, completion)
 
@@ -55,11 +62,15 @@ def _gpu_share(parts: int) -> float:
 
 
 def start_learner(*args: Any, num_workers: int, learner_cls: type | None = None, **kwargs: Any):
-    """The learner actor: `learner_cls` (default `rl.learner.Learner`; a subclass overrides its `objective`)."""
+    """The learner actor: `learner_cls` (default `rl.learner.Learner`; a subclass overrides its `objective`), with
+    the sending side of vLLM's weight transfer mixed in (it must run in the process that holds the weights)."""
     from rl.learner import Learner
+    from rl.weight_sync import WeightSender
 
+    cls = learner_cls or Learner
+    sending = type(cls.__name__, (cls, WeightSender), {})
     # num_cpus=0: the learner and the engines take turns on the same cores (synchronous GRPO).
-    actor = ray.remote(num_cpus=0, num_gpus=_gpu_share(num_workers + 1))(learner_cls or Learner)
+    actor = ray.remote(num_cpus=0, num_gpus=_gpu_share(num_workers + 1))(sending)
     return actor.remote(*args, **kwargs)
 
 
@@ -67,7 +78,9 @@ class RolloutGroup:
     """`workers` rollout actors; prompts are sharded across them in contiguous blocks."""
 
     def __init__(self, workers: int, backend: str, engine_kwargs: dict[str, Any]):
-        actor = ray.remote(num_cpus=0, num_gpus=_gpu_share(workers + 1))(RolloutWorker)
+        # NCCL cannot run two ranks on one GPU: engines that receive over it get GPUs of their own
+        gpus = 1.0 if engine_kwargs.get("weight_transfer") == "nccl" else _gpu_share(workers + 1)
+        actor = ray.remote(num_cpus=0, num_gpus=gpus)(RolloutWorker)
         self.workers = [actor.remote(backend, {**engine_kwargs, "seed": engine_kwargs.get("seed", 0) + i})
                         for i in range(workers)]
 
@@ -75,10 +88,6 @@ class RolloutGroup:
         shards = _split(prompts, len(self.workers))
         futures = [w.generate.remote(shard, spec) for w, shard in zip(self.workers, shards) if shard]
         return [group for result in ray.get(futures) for group in result]
-
-    def load_weights(self, weights_ref: ray.ObjectRef) -> None:
-        """`weights_ref` is the learner's `weights.remote()` result: each worker fetches it from the store."""
-        ray.get([w.load_weights.remote(weights_ref) for w in self.workers])
 
     def score(self, prompt: list[int], completion: list[int]) -> list[float]:
         return ray.get(self.workers[0].score.remote(prompt, completion))

@@ -95,6 +95,19 @@ class RolloutConfig(Strict):
     """0: synchronous (each batch is sampled by the latest weights). 1: one-step off-policy — the next batch is
     sampled while the learner trains on this one, so it comes from weights one update old (π_old is the
     sampler's, so the importance ratio stays exact)."""
+    weight_sync: Literal["auto", "object_store", "ipc", "nccl", "gloo"] = "auto"
+    """How new weights reach the rollout engines after each optimizer step (`rl.weight_sync`): `object_store`
+    (through Ray's object store into each engine's `load_weights`; any engine, CPU or GPU) or vLLM's
+    weight-transfer API: `ipc` (CUDA IPC handles; the learner and the engines share one GPU), `nccl` (a broadcast
+    from the learner's GPU to engines on GPUs of their own: needs `rollout.workers` + 1 GPUs), `gloo` (the same
+    broadcast over a CPU process group). `auto`: ipc on CUDA with the vllm backend, else object_store."""
+
+    @model_validator(mode="after")
+    def _weight_transfer_needs_vllm(self) -> RolloutConfig:
+        if self.weight_sync not in ("auto", "object_store") and self.backend != "vllm":
+            raise ValueError(f"rollout.weight_sync={self.weight_sync} is vLLM's weight-transfer API and needs "
+                             f"rollout.backend=vllm (it is {self.backend}); use rollout.weight_sync=object_store")
+        return self
 
 
 class TrainerConfig(Strict):

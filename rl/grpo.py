@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def preflight(cfg: GRPOConfig) -> Inputs:
     """Fail fast, naming the bad key / file / row: model path, data rows, reward functions and their columns."""
+    from rl.weight_sync import check_weight_sync
+
     check_model_path(cfg.model.path)
+    check_weight_sync(cfg.rollout)
     rows = load_rows(cfg.data.train)
     eval_rows = load_rows(cfg.eval.data)[: cfg.eval.max_prompts] if cfg.eval else []
     specs = reward_specs(cfg.rewards, [rows, eval_rows])
@@ -107,6 +110,7 @@ class Run:
         from rl.actors import RolloutGroup, init_ray, start_learner
         from rl.checkpoint import latest_checkpoint, load_state
         from rl.tracking import MetricsLog
+        from rl.weight_sync import make_weight_sync
 
         self.cfg, self.inputs, self.out = cfg, inputs, Path(cfg.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -132,6 +136,7 @@ class Run:
         if state:
             self.stream.load_state_dict(state["data"])
         init_ray(cfg.ray_address)
+        self.weight_sync = make_weight_sync(cfg.rollout)
         self.learner = start_learner(model_path, cfg.model, cfg.trainer, cfg.algorithm, cfg.rollout.temperature,
                                      resume_from=str(checkpoint) if checkpoint else None,
                                      max_completion_tokens=self.max_completion_tokens, num_workers=cfg.rollout.workers)
@@ -140,9 +145,10 @@ class Run:
             model_path=model_path, dtype=cfg.model.dtype, seed=cfg.trainer.seed,
             max_model_len=longest + max(self.max_completion_tokens, (cfg.eval.max_new_tokens or 0) if cfg.eval else 0),
             kv_cache_gib=cfg.rollout.kv_cache_gib, gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
-            enforce_eager=cfg.rollout.enforce_eager))
+            enforce_eager=cfg.rollout.enforce_eager, **self.weight_sync.engine_kwargs))
+        self.weight_sync.connect(self.learner, self.rollout.workers)
         if checkpoint:
-            self.rollout.load_weights(self.learner.weights.remote())
+            self.weight_sync.push()
         self.log = MetricsLog(self.out, cfg.tensorboard, resume_step=self.start_step)
         self.resumed_from = checkpoint
         # one-step off-policy: the next rollout runs in this thread while the learner trains; checkpoints then
@@ -225,7 +231,7 @@ def grpo_step(run: Run, step: int, pending: Future | None = None) -> tuple[dict[
         pending = run.executor.submit(collect, run, step + 1)
     train_metrics = ray.get(train_ref)
     t_sync = time.perf_counter()
-    run.rollout.load_weights(run.learner.weights.remote())  # waits for a prefetching engine to finish first
+    run.weight_sync.push()  # waits for a prefetching engine to finish first
     t_end = time.perf_counter()
     times = {"time_step_s": t_end - t0, "time_rollout_s": rollout.time_rollout_s,
              "time_reward_s": rollout.time_reward_s, "time_train_s": t_sync - t_train, "time_sync_s": t_end - t_sync,

@@ -113,24 +113,30 @@ class Learner:
                           max_len=self.max_completion_tokens)
         metrics: dict[str, float] = {}
         self.optimizer.zero_grad(set_to_none=True)
-        for _, mb in self._micro_batches(batch):
-            with self._autocast():
-                logits = self.policy.completion_logits(mb)
-            logits = logits.float() / self.temperature
-            logprobs = token_logprobs(logits, mb["targets"])
-            loss, micro_metrics = self.objective(mb, logits, logprobs, norms)
-            loss.backward()
-            sampler = mb.get("sampler_logprobs", mb["old_logprobs"])
-            micro_metrics["mismatch_kl"] = (
-                mismatch_kl(logprobs.detach(), sampler, mb["loss_mask"]).item() * mb["loss_mask"].sum().item()
-                / norms.num_tokens)
-            for key, value in micro_metrics.items():
-                metrics[key] = metrics.get(key, 0.0) + value
+        # One autocast region for the whole step: its cache of bf16 weight copies then serves every micro-batch
+        # (the weights do not change until the optimizer step) instead of re-casting all of them per micro-batch.
+        # The objective's float32 maths has no matmul, so autocast leaves it in float32.
+        with self._autocast():
+            for _, mb in self._micro_batches(batch):
+                self._accumulate(mb, norms, metrics)
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, self.trainer_cfg.max_grad_norm).item()
         self.optimizer.step()
         self.scheduler.step()
         return metrics
+
+    def _accumulate(self, mb: dict[str, torch.Tensor], norms: LossNorms, metrics: dict[str, float]) -> None:
+        """Forward, objective and backward of one micro-batch; its metric contributions are added to `metrics`."""
+        logits = self.policy.completion_logits(mb).float() / self.temperature
+        logprobs = token_logprobs(logits, mb["targets"])
+        loss, micro_metrics = self.objective(mb, logits, logprobs, norms)
+        loss.backward()
+        sampler = mb.get("sampler_logprobs", mb["old_logprobs"])
+        micro_metrics["mismatch_kl"] = (
+            mismatch_kl(logprobs.detach(), sampler, mb["loss_mask"]).item() * mb["loss_mask"].sum().item()
+            / norms.num_tokens)
+        for key, value in micro_metrics.items():
+            metrics[key] = metrics.get(key, 0.0) + value
 
     def _micro_batches(self, batch: TrainBatch):
         """(sequence indices, collated micro-batch) pairs in `self.layout`, lazily."""

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Every stage of the distillation demo, one after the other (CPU, from the repository root; outputs in runs/distill/):
+#   bash examples/distill/run.sh
+# Needs the teacher, a checkpoint of examples/arithmetic (`make demo`): TEACHER=runs/arithmetic/checkpoints/step_25
+# by default. Each stage's held-out accuracy: greedy, exact sum in \boxed{}, the 200 2-digit additions of
+# datasets/arithmetic/test.jsonl (rl.eval, or the runs' own evaluations).
+set -euo pipefail
+PY=${PYTHON:-.venv/bin/python}
+TEACHER=${TEACHER:-runs/arithmetic/checkpoints/step_25}
+SYSTEM='Solve the addition and give the result in \boxed{}. Example: What is 12 + 34? 12 + 34 = 46. \boxed{46}'
+export RAY_memory_usage_threshold=${RAY_memory_usage_threshold:-0.98}
+
+evaluate() {  # evaluate MODEL NAME → runs/distill/eval/NAME/results.json (pass@1 = held-out accuracy)
+  $PY -m rl.eval output_dir="runs/distill/eval/$2" model.path="$1" data.path=datasets/arithmetic/test.jsonl \
+      "data.system_prompt=$SYSTEM" sampling.max_new_tokens=48 "rewards=[{name: boxed_int}]"
+}
+
+# 1. the student: SmolLM2-135M-Instruct with 24 of its 30 decoder layers (the 6 dropped evenly from the middle)
+$PY -m distill.shrink smollm2-135m-instruct runs/distill/smollm2-24 --layers 24 --keep-ends 4
+evaluate "$TEACHER" teacher
+evaluate runs/distill/smollm2-24 student-24
+# 2. off-policy: the teacher answers the 2,400 training prompts twice, verified answers only → SFT
+$PY -m distill.offpolicy --config examples/distill/offpolicy.yml teacher="$TEACHER"
+# 3. on-policy distillation from the SFT student (held-out eval at steps 0, 10, ..., 40), timed
+start=$(date +%s)
+$PY -m distill.onpolicy --config examples/distill/config.yml teacher.path="$TEACHER"
+seconds=$(( $(date +%s) - start ))
+echo "on-policy distillation took $seconds s" | tee runs/distill/onpolicy_seconds.txt
+# 4. the baseline: GRPO on the same SFT student, stopped after the same wall-clock time; its last checkpoint
+#    (saved every 5 steps) is evaluated afterwards
+timeout --signal=INT "$seconds" $PY -m rl.grpo --config examples/distill/grpo.yaml || true
+last=$(ls -d runs/distill/grpo/checkpoints/step_*[0-9] | sort -t_ -k2 -n | tail -1)
+evaluate "$last" grpo-last
+evaluate runs/distill/onpolicy/checkpoints/step_40 onpolicy-last
