@@ -1,7 +1,7 @@
 """GRPO step time, ours vs TRL's `GRPOTrainer`, on one workload, one after the other in a single run.
 
     python benchmarks/vs_trl.py [--steps 6] [--ours-backend vllm|hf] [--prompts-per-step 8] [--n 8]
-                                [--max-new-tokens 32] [--model smollm2-135m-instruct]
+                                [--max-new-tokens 32] [--model smollm2-135m-instruct] [--allocator same|shipped]
 
 Workload (identical on both sides): the first `steps × prompts-per-step` rows of
 datasets/arithmetic/train.jsonl (chat `prompt` + `answer`), taken in file order (no shuffling), so step k of
@@ -21,6 +21,11 @@ batch); PPO-clip with eps 0.2 both ways; no KL term (beta = 0, no reference mode
   checkpoints. A `TrainerCallback` times each optimizer step (on_step_begin → on_step_end: generation,
   reward, forward/backward of every micro-batch and the optimizer step). Start-up = `import trl` → first
   step begins.
+
+Allocator: our CLI starts its actors with glibc settings that keep freed memory in the heap
+(`rl.actors.ACTOR_ENV_DEFAULTS`), which makes any PyTorch training loop on this CPU faster, TRL's included. By
+default (`--allocator same`) the benchmark re-executes itself with them, so TRL gets them too; `--allocator shipped`
+runs each side as it ships (TRL with glibc's defaults).
 
 The two run sequentially, never concurrently (2-core machine). The first `--warmup` step(s) of each side are
 left out of the statistics. The last line printed is `ratio_trl_over_ours=X.XX` (median TRL step time / median
@@ -74,6 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ray-niceness", type=int, default=0,
                    help="nice value of our Ray workers (Ray's own default is 15; 0 = same as TRL here)")
     p.add_argument("--only", choices=["ours", "trl"], help="run one side only (debugging; no ratio)")
+    p.add_argument("--allocator", choices=["same", "shipped"], default="same",
+                   help="same (default): TRL runs with the glibc settings our CLI gives its actors "
+                        "(rl.actors.ACTOR_ENV_DEFAULTS); shipped: each side as it ships (TRL with glibc's defaults)")
     args = p.parse_args(argv)
     batch = args.prompts_per_step * args.n
     if args.steps <= args.warmup:
@@ -256,8 +264,27 @@ def report(sides: list[Side], warmup: int) -> None:
         print(f"{side.name}: step times [{' '.join(f'{s:.2f}' for s in side.step_s)}]")
 
 
+MALLOC_KEYS = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
+
+
+def same_allocator_for_both() -> None:
+    """Our CLI gives its actors glibc settings that keep freed memory in the heap (`rl.actors`), which speeds any
+    PyTorch training loop on this CPU, TRL's included. glibc reads them at process start, so unless this process
+    already has them, re-execute it with them: TRL (in this process) and ours (its actors inherit them) then run
+    with the same allocator."""
+    from rl.actors import ACTOR_ENV_DEFAULTS
+
+    if all(key in os.environ for key in MALLOC_KEYS):
+        return
+    env = {**os.environ, **{key: ACTOR_ENV_DEFAULTS[key] for key in MALLOC_KEYS}}
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.allocator == "same":
+        same_allocator_for_both()
+    print("allocator: " + " ".join(f"{k}={os.environ.get(k, '')!r}" for k in MALLOC_KEYS), flush=True)
     rows = load_workload(args.steps * args.prompts_per_step)
     sides = []
     with tempfile.TemporaryDirectory(prefix="vs_trl-") as tmp:

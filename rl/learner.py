@@ -127,7 +127,7 @@ class Learner:
 
     def _accumulate(self, mb: dict[str, torch.Tensor], norms: LossNorms, metrics: dict[str, float]) -> None:
         """Forward, objective and backward of one micro-batch; its metric contributions are added to `metrics`."""
-        logits = self.policy.completion_logits(mb).float() / self.temperature
+        logits = self._scaled(self.policy.completion_logits(mb))
         logprobs = token_logprobs(logits, mb["targets"])
         loss, micro_metrics = self.objective(mb, logits, logprobs, norms)
         loss.backward()
@@ -224,7 +224,7 @@ class Learner:
         for idx, mb in self._micro_batches(batch):
             with self._autocast():
                 logits = self.policy.completion_logits(mb)
-            lp = token_logprobs(logits.float() / self.temperature, mb["targets"]).cpu()
+            lp = token_logprobs(self._scaled(logits), mb["targets"]).cpu()
             for k, i in enumerate(idx):
                 out[i] = lp[k, : len(batch.completion_ids[i])].tolist()
         self.policy.model.train()
@@ -245,7 +245,12 @@ class Learner:
     def _reference_logprobs(self, mb: dict[str, torch.Tensor]) -> torch.Tensor:
         with torch.no_grad(), self._autocast():
             ref_logits = self.reference.completion_logits(mb)
-        return token_logprobs(ref_logits.float() / self.temperature, mb["targets"])
+        return token_logprobs(self._scaled(ref_logits), mb["targets"])
+
+    def _scaled(self, logits: torch.Tensor) -> torch.Tensor:
+        """float32 logits at the sampling temperature (no division at 1: a pass over [N, T, V] and its backward)."""
+        logits = logits.float()
+        return logits if self.temperature == 1.0 else logits / self.temperature
 
     def _autocast(self):
         if self.compute_dtype == torch.float32:

@@ -28,19 +28,29 @@ class Policy:
         (`rl.batching.collate`: input_ids [B, S], attention_mask [B, S] or [B, 1, S, S_kv], optional position_ids,
         flat_positions [N, T] into the flattened [B·S] hidden states). The shared layout first runs each distinct
         prompt once and hands its keys/values (gathered per row, differentiably) to the completions' pass."""
-        cache = None
         if "prefix_ids" in mb:
-            from transformers import DynamicCache
-
-            prefix = self._trunk(input_ids=mb["prefix_ids"], attention_mask=mb["prefix_mask"], use_cache=True,
-                                 position_ids=torch.arange(mb["prefix_ids"].shape[1], device=mb["prefix_ids"].device)[None])
-            rows = mb["row_prefix"]
-            cache = DynamicCache(ddp_cache_data=[(layer.keys[rows], layer.values[rows])
-                                                 for layer in prefix.past_key_values.layers])
-        hidden = self._trunk(input_ids=mb["input_ids"], attention_mask=mb["attention_mask"],
-                             position_ids=mb.get("position_ids"), past_key_values=cache,
-                             use_cache=cache is not None).last_hidden_state
+            hidden = self._shared_prefix_hidden(mb)
+        else:
+            hidden = self._trunk(input_ids=mb["input_ids"], attention_mask=mb["attention_mask"],
+                                 position_ids=mb.get("position_ids"), use_cache=False).last_hidden_state
         return self._head(hidden.reshape(-1, hidden.shape[-1])[mb["flat_positions"]])
+
+    def _shared_prefix_hidden(self, mb: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Hidden states [B, S, H] of the completion rows, each attending to its prompt's cached keys/values."""
+        from transformers import DynamicCache
+
+        prefix_ids, input_ids = mb["prefix_ids"], mb["input_ids"]
+        # one embedding lookup for both passes: each lookup's backward fills a dense [vocab, hidden] gradient
+        embeds = self._trunk.get_input_embeddings()(torch.cat([prefix_ids.flatten(), input_ids.flatten()]))
+        prefix_embeds, embeds = embeds.split([prefix_ids.numel(), input_ids.numel()])
+        prefix = self._trunk(inputs_embeds=prefix_embeds.view(*prefix_ids.shape, -1), attention_mask=mb["prefix_mask"],
+                             position_ids=torch.arange(prefix_ids.shape[1], device=prefix_ids.device)[None],
+                             use_cache=True)
+        rows = mb["row_prefix"]
+        cache = DynamicCache(ddp_cache_data=[(layer.keys[rows], layer.values[rows])
+                                             for layer in prefix.past_key_values.layers])
+        return self._trunk(inputs_embeds=embeds.view(*input_ids.shape, -1), attention_mask=mb["attention_mask"],
+                           position_ids=mb.get("position_ids"), past_key_values=cache, use_cache=True).last_hidden_state
 
     def merged_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(HF name, tensor) for every weight of the plain model; LoRA deltas are added functionally

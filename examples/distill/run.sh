@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Every stage of the distillation demo, one after the other (CPU, from the repository root; outputs in runs/distill/):
 #   bash examples/distill/run.sh
-# Needs the teacher, a checkpoint of examples/arithmetic (`make demo`): TEACHER=runs/arithmetic/checkpoints/step_25
+# Needs the teacher, a checkpoint of examples/arithmetic (`make demo`): TEACHER=runs/arithmetic/checkpoints/step_30
 # by default. Each stage's held-out accuracy: greedy, exact sum in \boxed{}, the 200 2-digit additions of
 # datasets/arithmetic/test.jsonl (rl.eval, or the runs' own evaluations).
 set -euo pipefail
 PY=${PYTHON:-.venv/bin/python}
-TEACHER=${TEACHER:-runs/arithmetic/checkpoints/step_25}
+TEACHER=${TEACHER:-runs/arithmetic/checkpoints/step_30}
 SYSTEM='Solve the addition and give the result in \boxed{}. Example: What is 12 + 34? 12 + 34 = 46. \boxed{46}'
 export RAY_memory_usage_threshold=${RAY_memory_usage_threshold:-0.98}
 
