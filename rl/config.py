@@ -100,7 +100,7 @@ class RolloutConfig(Strict):
     (through Ray's object store into each engine's `load_weights`; any engine, CPU or GPU) or vLLM's
     weight-transfer API: `ipc` (CUDA IPC handles; the learner and the engines share one GPU), `nccl` (a broadcast
     from the learner's GPU to engines on GPUs of their own: needs `rollout.workers` + 1 GPUs), `gloo` (the same
-    broadcast over a CPU process group). `auto`: ipc on CUDA with the vllm backend, else object_store."""
+    broadcast over a CPU process group). `auto`: object_store (ipc and nccl have not yet run on a GPU)."""
 
     @model_validator(mode="after")
     def _weight_transfer_needs_vllm(self) -> RolloutConfig:

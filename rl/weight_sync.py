@@ -12,8 +12,8 @@ new weights with its prefix cache dropped, so `time_sync_s` is the whole transfe
   `rl.actors` puts everything on one node); `nccl` broadcasts from the learner's GPU to engines on GPUs of
   their own (NCCL cannot run two ranks on one GPU); `gloo` is that broadcast over a CPU process group
   (`rl.rollout.vllm_engine.GlooWeightTransferEngine`), the same protocol where there is no GPU.
-- `auto`: `ipc` with CUDA and the vllm backend, else `object_store` (on CPU the object store was as fast as
-  gloo: benchmarks/RESULTS.md).
+- `auto`: `object_store`, the path every CPU test and the demo run end to end. `ipc` / `nccl` are opt-in until
+  their `gpu` test (tests/test_weight_sync.py) has passed on a GPU with vllm; `auto` should pick `ipc` there then.
 """
 
 from __future__ import annotations
@@ -218,15 +218,13 @@ def check_weight_sync(cfg: RolloutConfig) -> None:
     if need and (have := _cuda_devices()) < need:
         why = "the learner's and one per rollout engine" if cfg.weight_sync == "nccl" else "shared by all actors"
         raise ValueError(f"rollout.weight_sync={cfg.weight_sync} needs {need} CUDA GPU(s) ({why}) and this machine "
-                         f"has {have or 'none'}; use rollout.weight_sync=auto (object_store without a GPU, ipc on one)"
+                         f"has {have or 'none'}; use rollout.weight_sync=auto (the object store)"
                          + (" or gloo" if cfg.backend == "vllm" else ""))
 
 
 def resolve_weight_sync(cfg: RolloutConfig) -> str:
-    """`auto` → `ipc` with CUDA and the vllm backend, else `object_store`; any other value as given."""
-    if cfg.weight_sync != "auto":
-        return cfg.weight_sync
-    return "ipc" if cfg.backend == "vllm" and _cuda_devices() > 0 else "object_store"
+    """`auto` → `object_store` (see the module docstring); any other value as given."""
+    return "object_store" if cfg.weight_sync == "auto" else cfg.weight_sync
 
 
 def make_weight_sync(cfg: RolloutConfig) -> WeightSync:

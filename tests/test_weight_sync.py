@@ -149,7 +149,7 @@ def test_weight_transfer_needs_the_vllm_backend() -> None:
         RolloutConfig(backend="hf", weight_sync="gloo")
 
 
-@pytest.mark.skipif(not _no_gpus(), reason="auto picks ipc with CUDA")
-def test_auto_is_the_object_store_without_cuda() -> None:
+def test_auto_is_the_object_store() -> None:
+    # the tested path, with or without CUDA, until ipc/nccl have passed test_gpu_weight_transfer_reaches_the_engine
     assert resolve_weight_sync(RolloutConfig(backend="vllm")) == "object_store"
     assert resolve_weight_sync(RolloutConfig(backend="hf")) == "object_store"

@@ -19,9 +19,9 @@ evaluate() {  # evaluate MODEL NAME → runs/distill/eval/NAME/results.json (pas
 $PY -m distill.shrink smollm2-135m-instruct runs/distill/smollm2-24 --layers 24 --keep-ends 4
 evaluate "$TEACHER" teacher
 evaluate runs/distill/smollm2-24 student-24
-# 2. off-policy: the teacher answers the 2,400 training prompts twice, verified answers only → SFT
+# 2. off-policy: the teacher answers the 2,400 training prompts once, verified answers only → SFT
 $PY -m distill.offpolicy --config examples/distill/offpolicy.yml teacher="$TEACHER"
-# 3. on-policy distillation from the SFT student (held-out eval at steps 0, 10, ..., 40), timed
+# 3. on-policy distillation from the SFT student (held-out eval at steps 0, 10, 20, 30), timed
 start=$(date +%s)
 $PY -m distill.onpolicy --config examples/distill/config.yml teacher.path="$TEACHER"
 seconds=$(( $(date +%s) - start ))
@@ -31,4 +31,4 @@ echo "on-policy distillation took $seconds s" | tee runs/distill/onpolicy_second
 timeout --signal=INT "$seconds" $PY -m rl.grpo --config examples/distill/grpo.yaml || true
 last=$(ls -d runs/distill/grpo/checkpoints/step_*[0-9] | sort -t_ -k2 -n | tail -1)
 evaluate "$last" grpo-last
-evaluate runs/distill/onpolicy/checkpoints/step_40 onpolicy-last
+evaluate runs/distill/onpolicy/checkpoints/step_30 onpolicy-last
