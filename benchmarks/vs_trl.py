@@ -264,7 +264,10 @@ def report(sides: list[Side], warmup: int) -> None:
         print(f"{side.name}: step times [{' '.join(f'{s:.2f}' for s in side.step_s)}]")
 
 
-MALLOC_KEYS = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
+def _malloc_keys() -> list[str]:
+    from rl.actors import ACTOR_ENV_DEFAULTS
+
+    return [key for key in ACTOR_ENV_DEFAULTS if key.startswith("MALLOC_")]
 
 
 def same_allocator_for_both() -> None:
@@ -274,9 +277,9 @@ def same_allocator_for_both() -> None:
     with the same allocator."""
     from rl.actors import ACTOR_ENV_DEFAULTS
 
-    if all(key in os.environ for key in MALLOC_KEYS):
+    if all(key in os.environ for key in _malloc_keys()):
         return
-    env = {**os.environ, **{key: ACTOR_ENV_DEFAULTS[key] for key in MALLOC_KEYS}}
+    env = {**os.environ, **{key: ACTOR_ENV_DEFAULTS[key] for key in _malloc_keys()}}
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
@@ -284,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.allocator == "same":
         same_allocator_for_both()
-    print("allocator: " + " ".join(f"{k}={os.environ.get(k, '')!r}" for k in MALLOC_KEYS), flush=True)
+    print("allocator: " + " ".join(f"{k}={os.environ.get(k, '')!r}" for k in _malloc_keys()), flush=True)
     rows = load_workload(args.steps * args.prompts_per_step)
     sides = []
     with tempfile.TemporaryDirectory(prefix="vs_trl-") as tmp:

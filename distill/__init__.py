@@ -6,8 +6,7 @@
   minimises a distillation loss (`distill/losses.py`), optionally mixed with task rewards.
 
 Files: `losses.py` (pure maths), `config.py` (pydantic), `vocab.py` (same-tokenizer check), `teacher.py` (the
-teacher's scoring), `learner.py` (the learner's objective), `actors.py` (the Ray actors: teacher, student
-rollouts, their GPU shares), `onpolicy.py` / `offpolicy.py` (drivers),
-`sft_data.py` (the `messages` JSONL format), `shrink.py` (a student from a teacher by dropping layers).
+teacher's scoring), `learner.py` (the learner's objective), `actors.py` (the teacher's Ray actor), `onpolicy.py` /
+`offpolicy.py` (drivers), `sft_data.py` (the `messages` JSONL format), `shrink.py` (a student from a teacher by dropping layers).
 `rl/` never imports this package.
 """

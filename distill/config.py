@@ -1,5 +1,4 @@
-"""Configuration of distillation runs: pydantic models and their `--help` text (no torch, Ray or vLLM import;
-`--help` is instant).
+"""Configuration of distillation runs: pydantic models only (no torch, Ray or vLLM import; `--help` is instant).
 
 On-policy (`OnPolicyConfig`) reuses GRPO's sections (`rl/config.py`): `student` is a `model` section, `data`,
 `rollout`, `trainer`, `algorithm` (the policy-gradient loss that carries `sampled_kl` and task rewards),
@@ -9,10 +8,9 @@ On-policy (`OnPolicyConfig`) reuses GRPO's sections (`rl/config.py`): `student` 
 
 from __future__ import annotations
 
-import typing
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from rl.config import (
     AlgorithmConfig,
@@ -24,7 +22,6 @@ from rl.config import (
     Strict,
     TrainerConfig,
 )
-from rl.config_io import describe
 
 
 class TeacherConfig(Strict):
@@ -197,24 +194,3 @@ class OffPolicyConfig(Strict):
             raise ValueError(f"generate.min_reward={self.generate.min_reward} needs at least one entry in `rewards`")
         return self
 
-
-def describe_config(model: type[BaseModel]) -> list[str]:
-    """`rl.config_io.describe` (one `--help` line per key), with each variant of a top-level tagged-union section
-    (`loss`) listed under its own `type` — `describe` expands only the first model it finds in a union."""
-    lines = describe(model)
-    for name, field in model.model_fields.items():
-        variants = [a for a in typing.get_args(field.annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if len(variants) < 2:
-            continue
-        start = lines.index(f"{name}:  {field.description or ''}".rstrip())
-        end = start + 1
-        while end < len(lines) and lines[end].lstrip().startswith(f"{name}."):
-            end += 1
-        block = [lines[start]]
-        for variant in variants:
-            summary = " ".join((variant.__doc__ or "").split("\n\n")[0].split())
-            tag = typing.get_args(variant.model_fields["type"].annotation)[0]
-            block.append(f"{name} (type: {tag}):  {summary}")
-            block.extend(describe(variant, prefix=f"{name}."))
-        lines[start:end] = block
-    return lines

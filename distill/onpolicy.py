@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distill.config import OnPolicyConfig, describe_config
+from distill.config import OnPolicyConfig
 from rl.config_io import ConfigError, build_arg_parser, dump_config, load_config
 from rl.data import DataError
 
@@ -44,8 +44,6 @@ class Inputs:
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_arg_parser("python -m distill.onpolicy", OnPolicyConfig, __doc__.split("\n\n")[0])
-    # every `loss.type` with its own keys (rl.config_io's listing shows only the union's first variant)
-    parser.epilog = "config keys (set in YAML or override as key=value):\n" + "\n".join(describe_config(OnPolicyConfig))
     args = parser.parse_args(argv)
     try:
         cfg = load_config(OnPolicyConfig, args.config, args.overrides)
@@ -61,11 +59,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def preflight(cfg: OnPolicyConfig) -> Inputs:
-    """Fail fast: model paths, the shared vocabulary (tokenizer files only), data rows, rewards and their columns."""
+    """Fail fast: model paths, the shared vocabulary (tokenizer files only), the weight-sync backend's GPUs, data
+    rows, rewards and their columns."""
     from distill.common import build_rewards, check_student_teacher
     from rl.data import load_rows
+    from rl.weight_sync import check_weight_sync
 
     student_path, teacher_path = check_student_teacher(cfg.student.path, cfg.teacher.path)
+    check_weight_sync(cfg.rollout)
     rows = load_rows(cfg.data.train)
     eval_rows = load_rows(cfg.eval.data)[: cfg.eval.max_prompts] if cfg.eval else []
     rewards, primary = build_rewards(cfg.rewards, [rows, eval_rows])
@@ -79,9 +80,9 @@ class Run:
     def __init__(self, cfg: OnPolicyConfig, inputs: Inputs):
         from transformers import AutoTokenizer
 
-        from distill.actors import StudentRollouts, gpu_share, start_teacher
+        from distill.actors import start_teacher
         from distill.learner import DistillLearner
-        from rl.actors import init_ray, start_learner
+        from rl.actors import RolloutGroup, init_ray, start_learner
         from rl.checkpoint import latest_checkpoint, load_state
         from rl.data import PromptStream
         from rl.grpo import encode_prompts
@@ -113,21 +114,20 @@ class Run:
         self.stream_checkpoint = None  # no prefetching here: checkpoints record the live cursor
         init_ray(cfg.ray_address)
         self.weight_sync = make_weight_sync(cfg.rollout)
-        # the learner, the rollout workers and the teacher share a single GPU (`distill.actors.gpu_share`); the
-        # learner sizes its share by its co-tenants, `num_workers`, and the teacher is one more
+        # on a single GPU the teacher is one more tenant beside the learner and the rollout workers
         self.learner = start_learner(inputs.student_path, cfg.student, cfg.trainer, cfg.algorithm,
                                      cfg.rollout.temperature, resume_from=str(checkpoint) if checkpoint else None,
-                                     max_completion_tokens=self.max_completion_tokens,
-                                     num_workers=cfg.rollout.workers + 1, learner_cls=DistillLearner, loss_cfg=cfg.loss)
-        self.teacher = start_teacher(inputs.teacher_path, cfg.teacher, gpu_share=gpu_share(cfg.rollout.workers),
+                                     max_completion_tokens=self.max_completion_tokens, num_workers=cfg.rollout.workers,
+                                     extra_gpu_tenants=1, learner_cls=DistillLearner, loss_cfg=cfg.loss)
+        self.teacher = start_teacher(inputs.teacher_path, cfg.teacher, workers=cfg.rollout.workers,
                                      temperature=cfg.rollout.temperature, top_k=cfg.loss.top_k or 1,
                                      seed=cfg.trainer.seed)
         longest = max(len(p) for p in self.train_set.ids + self.eval_set.ids)
-        self.rollout = StudentRollouts(cfg.rollout.workers, cfg.rollout.backend, dict(
+        self.rollout = RolloutGroup(cfg.rollout.workers, cfg.rollout.backend, dict(
             model_path=inputs.student_path, dtype=cfg.student.dtype, seed=cfg.trainer.seed,
             max_model_len=longest + max(self.max_completion_tokens, (cfg.eval.max_new_tokens or 0) if cfg.eval else 0),
             kv_cache_gib=cfg.rollout.kv_cache_gib, gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
-            enforce_eager=cfg.rollout.enforce_eager, **self.weight_sync.engine_kwargs))
+            enforce_eager=cfg.rollout.enforce_eager, **self.weight_sync.engine_kwargs), extra_gpu_tenants=1)
         self.weight_sync.connect(self.learner, self.rollout.workers)
         if checkpoint:
             self.weight_sync.push()

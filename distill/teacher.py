@@ -1,6 +1,6 @@
 """The teacher: a frozen causal LM that scores the student's token sequences (and can generate).
 
-A plain class (the Ray actor is `ray.remote(Teacher)` in `distill/onpolicy.py`), testable without Ray.
+A plain class (the Ray actor: `distill.actors.start_teacher`), testable without Ray.
 `score` runs one forward pass per micro-batch over prompt + completion, collated and computed exactly as the
 learner's (`rl.batching.collate` + `rl.policy.Policy.completion_logits`; by default in the shared-prompt layout,
 so each distinct prompt of a micro-batch goes through the model once), and returns, at every completion

@@ -49,10 +49,11 @@ ACTOR_ENV_DEFAULTS = {
     # vLLM-CPU keeps one core for a scheduler process that runs separately; ours runs in the engine's process
     # (above), so that core would idle while the engine generates on the rest (half the machine on 2 cores).
     "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-    # glibc serves every allocation over 32 MiB with a fresh mmap and unmaps it on free, so each micro-batch
-    # page-faults its activations and its [vocab, hidden] embedding gradients in again. Keeping freed memory
-    # in the heap made a learner step on SmolLM2 1.2-1.7x faster on the 2-core CI machine
-    # (benchmarks/RESULTS.md); the cost is that a process's RSS stays at its peak.
+    # glibc serves every allocation above its mmap threshold (128 KiB, rising to at most 32 MiB) with a fresh
+    # mmap and unmaps it on free, so each micro-batch page-faults its activations and its [vocab, hidden]
+    # embedding gradients in again. Keeping freed memory in the heap made TRL's GRPO step ~1.6x faster on the
+    # 2-core CI machine and ours faster too (benchmarks/RESULTS.md, vs TRL); the cost is that a process's RSS
+    # stays at its peak.
     "MALLOC_MMAP_MAX_": "0",
     "MALLOC_TRIM_THRESHOLD_": str(2**40),
 }
@@ -78,25 +79,30 @@ def _gpu_share(parts: int) -> float:
     return 1.0 / parts if torch.cuda.is_available() else 0.0
 
 
-def start_learner(*args: Any, num_workers: int, learner_cls: type | None = None, **kwargs: Any):
+def start_learner(*args: Any, num_workers: int, learner_cls: type | None = None, extra_gpu_tenants: int = 0,
+                  **kwargs: Any):
     """The learner actor: `learner_cls` (default `rl.learner.Learner`; a subclass overrides its `objective`), with
-    the sending side of vLLM's weight transfer mixed in (it must run in the process that holds the weights)."""
+    the sending side of vLLM's weight transfer mixed in (it must run in the process that holds the weights).
+    On a single GPU it shares the device with the `num_workers` rollout workers and `extra_gpu_tenants` other
+    actors (a distillation teacher)."""
     from rl.learner import Learner
     from rl.weight_sync import WeightSender
 
     cls = learner_cls or Learner
     sending = type(cls.__name__, (cls, WeightSender), {})
     # num_cpus=0: the learner and the engines take turns on the same cores (synchronous GRPO).
-    actor = ray.remote(num_cpus=0, num_gpus=_gpu_share(num_workers + 1))(sending)
+    actor = ray.remote(num_cpus=0, num_gpus=_gpu_share(num_workers + 1 + extra_gpu_tenants))(sending)
     return actor.remote(*args, **kwargs)
 
 
 class RolloutGroup:
-    """`workers` rollout actors; prompts are sharded across them in contiguous blocks."""
+    """`workers` rollout actors; prompts are sharded across them in contiguous blocks. On a single GPU they share
+    it with the learner and `extra_gpu_tenants` other actors (a distillation teacher)."""
 
-    def __init__(self, workers: int, backend: str, engine_kwargs: dict[str, Any]):
+    def __init__(self, workers: int, backend: str, engine_kwargs: dict[str, Any], extra_gpu_tenants: int = 0):
         # NCCL cannot run two ranks on one GPU: engines that receive over it get GPUs of their own
-        gpus = 1.0 if engine_kwargs.get("weight_transfer") == "nccl" else _gpu_share(workers + 1)
+        nccl = engine_kwargs.get("weight_transfer") == "nccl"
+        gpus = 1.0 if nccl else _gpu_share(workers + 1 + extra_gpu_tenants)
         actor = ray.remote(num_cpus=0, num_gpus=gpus)(RolloutWorker)
         self.workers = [actor.remote(backend, {**engine_kwargs, "seed": engine_kwargs.get("seed", 0) + i})
                         for i in range(workers)]

@@ -129,15 +129,37 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """Every BaseModel inside `X`, `X | Y | None` or `Annotated[X | Y, ...]` (the variants of a tagged union)."""
+    if _is_model(annotation):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _variant_tag(model: type[BaseModel]) -> str:
+    """The `type` literal that selects `model` in a tagged union (its class name without one)."""
+    field = model.model_fields.get("type")
+    tags = typing.get_args(field.annotation) if field is not None else ()
+    return str(tags[0]) if tags else model.__name__
+
+
 def describe(model: type[BaseModel], prefix: str = "") -> list[str]:
-    """One line per leaf key: `key  type = default  doc`, nested sections expanded."""
+    """One line per leaf key: `key  type = default  doc`, nested sections expanded; each variant of a tagged-union
+    section is listed under its own `type`, with its first docstring paragraph."""
     lines = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         sub = _model_in(field.annotation)
         if sub is not None and not _is_list(field.annotation):
             lines.append(f"{key}:  {field.description or ''}".rstrip())
-            lines.extend(describe(sub, prefix=f"{key}."))
+            variants = _models_in(field.annotation)
+            if len(variants) == 1:
+                lines.extend(describe(sub, prefix=f"{key}."))
+                continue
+            for variant in variants:
+                summary = " ".join((variant.__doc__ or "").split("\n\n")[0].split())
+                lines.append(f"{key} (type: {_variant_tag(variant)}):  {summary}".rstrip())
+                lines.extend(describe(variant, prefix=f"{key}."))
             continue
         if sub is not None:
             lines.append(f"{key}[]:  {field.description or ''}".rstrip())
