@@ -14,6 +14,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).parents[1]
+TESTS = Path(__file__).parent
 STEP_KEYS = {"step", "reward_mean", "reward_std", "entropy", "kl_ref", "clip_frac", "response_len_mean",
              "rollout_tokens_per_s", "train_tokens_per_s", "time_step_s", "time_rollout_s", "time_reward_s",
              "time_train_s", "time_sync_s"}
@@ -117,7 +118,8 @@ def test_cli_dapo_style_async_with_adaptive_entropy_learns(make_config, tmp_path
         rollout={"max_staleness": 1},
         trainer={"token_budget": 256, "mini_batches": 2},
         algorithm={"loss": {"eps_high": 0.28}, "dynamic_sampling": True, "dynamic_sampling_rounds": 3,
-                   "mismatch": "tis", "entropy": {"mode": "adaptive", "coef": 0.001, "target": 0.5, "delta": 0.002}})
+                   "mismatch": "tis", "entropy": {"mode": "adaptive", "coef": 0.001, "target": 0.5, "delta": 0.002}},
+        rewards=[{"fn": f"{TESTS / 'toy_reward.py'}:digit_fraction_unless_answer_is_3_mod_4"}])
     out = _run(config)
     assert out.returncode == 0, out.stderr[-3000:]
     records = _metrics(tmp_path / "run")
@@ -126,7 +128,7 @@ def test_cli_dapo_style_async_with_adaptive_entropy_learns(make_config, tmp_path
         assert 0 <= r["dynamic/kept_groups"] <= 4 <= r["dynamic/sampled_groups"]
         assert r["dynamic/rounds"] in (1, 2, 3) and r["mismatch_weight_mean"] > 0
         assert {"entropy_coef", "entropy_target", "mismatch_kl"} <= set(r)
-    assert any(r["dynamic/sampled_groups"] > 4 for r in records)  # the all-zero groups of the start were refilled
+    assert any(r["dynamic/sampled_groups"] > 4 for r in records)  # the constant groups were refilled
     first = sum(r["reward_mean"] for r in records[:3]) / 3
     last = sum(r["reward_mean"] for r in records[-3:]) / 3
     assert last > first + 0.2, [round(r["reward_mean"], 3) for r in records]

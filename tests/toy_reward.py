@@ -4,3 +4,9 @@
 def digit_fraction(prompts, completions, **columns):
     texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
     return [sum(ch.isdigit() for ch in t) / max(len(t), 1) for t in texts]
+
+
+def digit_fraction_unless_answer_is_3_mod_4(prompts, completions, answer, **columns):
+    """`digit_fraction`, but always 0 for a quarter of the prompts: their groups never vary, so every step has
+    groups that dynamic sampling must drop and refill (a step draws 4 of the 64 prompts: P(none) ≈ 0.32)."""
+    return [0.0 if a % 4 == 3 else r for a, r in zip(answer, digit_fraction(prompts, completions))]
