@@ -46,8 +46,8 @@ class Policy:
         prefix = self._trunk(inputs_embeds=prefix_embeds.view(*prefix_ids.shape, -1), attention_mask=mb["prefix_mask"],
                              position_ids=torch.arange(prefix_ids.shape[1], device=prefix_ids.device)[None],
                              use_cache=True)
-        rows = mb["row_prefix"]
-        cache = DynamicCache(ddp_cache_data=[(layer.keys[rows], layer.values[rows])
+        rows = mb["row_prefix"]  # index_select: its backward (index_add) is ~8x faster on CPU than indexing's
+        cache = DynamicCache(ddp_cache_data=[(layer.keys.index_select(0, rows), layer.values.index_select(0, rows))
                                              for layer in prefix.past_key_values.layers])
         return self._trunk(inputs_embeds=embeds.view(*input_ids.shape, -1), attention_mask=mb["attention_mask"],
                            position_ids=mb.get("position_ids"), past_key_values=cache, use_cache=True).last_hidden_state
@@ -91,8 +91,11 @@ def load_policy(model_path: str, cfg: ModelConfig, device: torch.device, resume_
     """float32 master weights from `model_path` (or the checkpoint `resume_from`), LoRA-wrapped if configured."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from rl.attention import implementation
+
     weights_from = resume_from if (resume_from and cfg.lora is None) else model_path
-    model = AutoModelForCausalLM.from_pretrained(weights_from, dtype=torch.float32).to(device)
+    model = AutoModelForCausalLM.from_pretrained(weights_from, dtype=torch.float32,
+                                                 attn_implementation=implementation(device)).to(device)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -114,6 +117,9 @@ def load_reference(model_path: str, dtype: torch.dtype, device: torch.device) ->
     """The frozen reference policy (the starting model), in the compute dtype, no gradients."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype).to(device).eval()
+    from rl.attention import implementation
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype,
+                                                 attn_implementation=implementation(device)).to(device).eval()
     model.requires_grad_(False)
     return Policy(model, tokenizer=None, is_lora=False)

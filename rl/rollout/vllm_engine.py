@@ -267,6 +267,7 @@ class VLLMEngine(RolloutEngine):
             seed=spec.seed,
             stop_token_ids=list(spec.stop_token_ids),
             logprobs=0,
+            detokenize=False,  # token ids in, token ids out: the driver decodes once, after sampling
         )
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
         return [[_completion(c) for c in out.outputs] for out in outputs]
