@@ -1,7 +1,8 @@
 """GRPO step time, ours vs TRL's `GRPOTrainer`, on one workload, one after the other in a single run.
 
     python benchmarks/vs_trl.py [--steps 6] [--ours-backend vllm|hf] [--prompts-per-step 8] [--n 8]
-                                [--max-new-tokens 32] [--model smollm2-135m-instruct] [--allocator same|shipped]
+                                [--max-new-tokens 32] [--micro-batch 64] [--model smollm2-135m-instruct]
+                                [--allocator same|shipped]
 
 Workload (identical on both sides): the first `steps × prompts-per-step` rows of
 datasets/arithmetic/train.jsonl (chat `prompt` + `answer`), taken in file order (no shuffling), so step k of
@@ -72,8 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prompts-per-step", type=int, default=8)
     p.add_argument("--n", type=int, default=8, help="completions per prompt (GRPO group size)")
     p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--micro-batch", type=int, default=8,
-                   help="sequences per forward/backward on both sides (must divide prompts-per-step × n)")
+    p.add_argument("--micro-batch", type=int, default=64,
+                   help="sequences per forward/backward on both sides (must divide prompts-per-step × n; default 64: "
+                        "the whole step's batch in one pass, which fits easily at these sizes)")
     p.add_argument("--lr", type=float, default=1e-6, help="AdamW learning rate, constant (default 1e-6)")
     p.add_argument("--model", default="smollm2-135m-instruct", help="model alias or local HF directory")
     p.add_argument("--ray-niceness", type=int, default=0,

@@ -20,10 +20,11 @@ class RolloutWorker:
     """Holds one rollout engine inside a Ray actor."""
 
     def __init__(self, backend: str, engine_kwargs: dict[str, Any], torch_threads: int | None = None):
-        if torch_threads:
-            import torch
+        import torch
 
-            torch.set_num_threads(torch_threads)
+        # Ray sets OMP_NUM_THREADS=1 in actors that reserve no CPU (ours reserve none, so that they can share the
+        # cores): left at that, the engine would sample on one core (measured 1.25-1.8x slower on 2 cores).
+        torch.set_num_threads(torch_threads or len(os.sched_getaffinity(0)))
         self.engine = make_engine(backend, **engine_kwargs)
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec) -> list[list[Completion]]:
