@@ -118,22 +118,17 @@ def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The BaseModel inside `X`, `X | None` or `list[X]`, if any."""
-    if _is_model(annotation):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    """Every BaseModel inside `X`, `X | Y | None` or `Annotated[X | Y, ...]` (the variants of a tagged union)."""
+    """Every BaseModel inside `X`, `X | None`, `list[X]` or `Annotated[X | Y, ...]` (a tagged union's variants),
+    in declaration order."""
     if _is_model(annotation):
         return [annotation]
     return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The (first) BaseModel inside `annotation`, if any."""
+    return next(iter(_models_in(annotation)), None)
 
 
 def _variant_tag(model: type[BaseModel]) -> str:
@@ -149,21 +144,20 @@ def describe(model: type[BaseModel], prefix: str = "") -> list[str]:
     lines = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
-        sub = _model_in(field.annotation)
-        if sub is not None and not _is_list(field.annotation):
+        variants = _models_in(field.annotation)
+        if variants and not _is_list(field.annotation):
             lines.append(f"{key}:  {field.description or ''}".rstrip())
-            variants = _models_in(field.annotation)
             if len(variants) == 1:
-                lines.extend(describe(sub, prefix=f"{key}."))
+                lines.extend(describe(variants[0], prefix=f"{key}."))
                 continue
             for variant in variants:
                 summary = " ".join((variant.__doc__ or "").split("\n\n")[0].split())
                 lines.append(f"{key} (type: {_variant_tag(variant)}):  {summary}".rstrip())
                 lines.extend(describe(variant, prefix=f"{key}."))
             continue
-        if sub is not None:
+        if variants:
             lines.append(f"{key}[]:  {field.description or ''}".rstrip())
-            lines.extend(describe(sub, prefix=f"{key}[]."))
+            lines.extend(describe(variants[0], prefix=f"{key}[]."))
             continue
         default = "required" if field.is_required() else f"= {field.get_default(call_default_factory=True)!r}"
         lines.append(f"  {key}  ({_type_name(field.annotation)}, {default})  {field.description or ''}".rstrip())
