@@ -36,11 +36,11 @@ class DistillLearner(Learner):
             self._teacher_dense = None
 
     def objective(self, mb: dict[str, torch.Tensor], logits: torch.Tensor, logprobs: torch.Tensor,
-                  norms: LossNorms) -> tuple[torch.Tensor, dict[str, float]]:
-        loss, metrics = super().objective(mb, logits, logprobs, norms)
+                  entropy: torch.Tensor, norms: LossNorms) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, metrics = super().objective(mb, logits, logprobs, entropy, norms)
         cfg, mask = self.loss_cfg, mb["loss_mask"]
         if cfg.type != "sampled_kl" and cfg.kl_coef > 0:
-            student = torch.log_softmax(logits, dim=-1)
+            student = torch.log_softmax(self._scaled(logits), dim=-1)
             if cfg.top_k is None:
                 teacher = self._dense_rows(mb, student.shape)
             else:

@@ -23,9 +23,8 @@ from rl.algos import (
     kl_per_token,
     mismatch_kl,
     mismatch_weights,
-    token_entropy,
-    token_entropy_grad,
     token_logprobs,
+    token_logprobs_and_entropy,
 )
 from rl.batching import LossNorms, TrainBatch, collate, pad_rows, plan_micro_batches
 from rl.config import AlgorithmConfig, ModelConfig, TrainerConfig
@@ -129,9 +128,9 @@ class Learner:
 
     def _accumulate(self, mb: dict[str, torch.Tensor], norms: LossNorms, metrics: dict[str, float]) -> None:
         """Forward, objective and backward of one micro-batch; its metric contributions are added to `metrics`."""
-        logits = self._scaled(self.policy.completion_logits(mb))
-        logprobs = token_logprobs(logits, mb["targets"])
-        loss, micro_metrics = self.objective(mb, logits, logprobs, norms)
+        logits = self.policy.completion_logits(mb)
+        logprobs, entropy = token_logprobs_and_entropy(logits, mb["targets"], temperature=self.temperature)
+        loss, micro_metrics = self.objective(mb, logits, logprobs, entropy, norms)
         loss.backward()
         sampler = mb.get("sampler_logprobs", mb["old_logprobs"])
         micro_metrics["mismatch_kl"] = (
@@ -149,12 +148,14 @@ class Learner:
             yield idx, collate(batch, idx, layout=self.layout, device=self.device)
 
     def objective(self, mb: dict[str, torch.Tensor], logits: torch.Tensor, logprobs: torch.Tensor,
-                  norms: LossNorms) -> tuple[torch.Tensor, dict[str, float]]:
+                  entropy: torch.Tensor, norms: LossNorms) -> tuple[torch.Tensor, dict[str, float]]:
         """The RL loss of one micro-batch, as its exact share of the optimizer step's loss.
 
-        mb: a collated micro-batch (`rl.batching.collate`); logits [N, T, V] float32 at the completion positions,
-        already divided by the temperature; logprobs [N, T] of the targets. Returns (loss, metrics), the metrics
-        being contributions that sum over the micro-batches of the step.
+        mb: a collated micro-batch (`rl.batching.collate`); logits [N, T, V] at the completion positions as the
+        model returns them (compute dtype, not divided by the temperature: `self._scaled` gives float32 at the
+        temperature); logprobs [N, T] of the targets and entropy [N, T] over the vocabulary, both at the sampling
+        temperature and differentiable. Returns (loss, metrics), the metrics being contributions that sum over
+        the micro-batches of the step.
         """
         algo, ent = self.algo_cfg, self.algo_cfg.entropy
         mask, adv, old = mb["loss_mask"], mb["advantages"], mb["old_logprobs"]
@@ -182,11 +183,8 @@ class Learner:
         if loss_cfg.dual_clip is not None:
             metrics["dual_clip_frac"] = token_mean(stats["dual_clipped"])
         if self._entropy_coef > 0:
-            entropy = token_entropy_grad(logits)
             loss = loss - self._entropy_coef * (entropy * mask).sum() / norms.num_tokens
-            metrics["entropy"] = token_mean(entropy.detach())
-        else:
-            metrics["entropy"] = token_mean(token_entropy(logits.detach()))
+        metrics["entropy"] = token_mean(entropy.detach())
         if self.reference is not None:
             ref_logprobs = self._reference_logprobs(mb)
             kl = (kl_per_token(logprobs, ref_logprobs, algo.kl_estimator) * mask).sum() / norms.num_tokens
@@ -226,7 +224,7 @@ class Learner:
         for idx, mb in self._micro_batches(batch):
             with self._autocast():
                 logits = self.policy.completion_logits(mb)
-            lp = token_logprobs(self._scaled(logits), mb["targets"]).cpu()
+            lp = token_logprobs(logits, mb["targets"], temperature=self.temperature).cpu()
             for k, i in enumerate(idx):
                 out[i] = lp[k, : len(batch.completion_ids[i])].tolist()
         self.policy.model.train()
@@ -247,10 +245,11 @@ class Learner:
     def _reference_logprobs(self, mb: dict[str, torch.Tensor]) -> torch.Tensor:
         with torch.no_grad(), self._autocast():
             ref_logits = self.reference.completion_logits(mb)
-        return token_logprobs(self._scaled(ref_logits), mb["targets"])
+        return token_logprobs(ref_logits, mb["targets"], temperature=self.temperature)
 
     def _scaled(self, logits: torch.Tensor) -> torch.Tensor:
-        """float32 logits at the sampling temperature (no division at 1: a pass over [N, T, V] and its backward)."""
+        """float32 logits at the sampling temperature (no division at 1: a pass over [N, T, V] and its backward),
+        for objectives that need the whole distribution (distillation)."""
         logits = logits.float()
         return logits if self.temperature == 1.0 else logits / self.temperature
 
@@ -274,7 +273,7 @@ class Learner:
         mb = collate(batch, [0], layout="padded", device=self.device)
         with self._autocast():
             logits = self.policy.completion_logits(mb)
-        return token_logprobs(logits.float(), mb["targets"])[0].tolist()
+        return token_logprobs(logits, mb["targets"])[0].tolist()
 
     def save(self, directory: str) -> None:
         """HF-format model (+ adapter for LoRA), optimizer, scheduler and RNG state into `directory`."""

@@ -16,6 +16,7 @@ from rl.algos import (
     ppo_clip_token_loss,
     token_entropy,
     token_logprobs,
+    token_logprobs_and_entropy,
 )
 from rl.config import AlgorithmConfig, LossConfig
 
@@ -109,6 +110,44 @@ def test_entropy_and_logprobs_match_direct_formulas() -> None:
     assert h[0, 1].item() == pytest.approx(-(p * p.log()).sum().item(), abs=1e-5)  # float32 cancellation
     lp = token_logprobs(logits, torch.tensor([[2, 0]]), chunk_size=1)
     assert torch.allclose(lp, torch.log_softmax(logits, -1)[0, [0, 1], [2, 0]][None], atol=1e-6)
+
+
+def _direct_logprobs_and_entropy(z: torch.Tensor, tokens: torch.Tensor, temperature: float):
+    """Autograd through the textbook formulas, float32: the reference for the fused, chunked function."""
+    lsm = torch.log_softmax(z.float() / temperature, -1)
+    return lsm.gather(-1, tokens[..., None]).squeeze(-1), -(lsm.exp() * lsm).sum(-1)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+@pytest.mark.parametrize("uses", ["logprob", "entropy", "both"])
+def test_fused_logprobs_and_entropy_match_autograd_of_the_formulas(temperature: float, uses: str) -> None:
+    # 3 x 5 positions in chunks of 4 rows (the last chunk partial), a vocabulary of 37, random upstream gradients
+    g = torch.Generator().manual_seed(0)
+    z = (3 * torch.randn(3, 5, 37, generator=g)).requires_grad_(True)
+    tokens = torch.randint(0, 37, (3, 5), generator=g)
+    w_lp, w_h = torch.randn(3, 5, generator=g), torch.randn(3, 5, generator=g)
+    grads = []
+    for fn in (lambda: token_logprobs_and_entropy(z, tokens, temperature=temperature, chunk_size=4),
+               lambda: _direct_logprobs_and_entropy(z, tokens, temperature)):
+        lp, h = fn()
+        loss = {"logprob": (lp * w_lp).sum(), "entropy": (h * w_h).sum(), "both": (lp * w_lp + h * w_h).sum()}[uses]
+        (grad,) = torch.autograd.grad(loss, z)
+        grads.append((lp.detach(), h.detach(), grad))
+    (lp, h, grad), (lp_ref, h_ref, grad_ref) = grads
+    assert torch.allclose(lp, lp_ref, atol=1e-5) and torch.allclose(h, h_ref, atol=1e-5)
+    assert torch.allclose(grad, grad_ref, atol=1e-6)
+    assert torch.allclose(token_logprobs(z, tokens, temperature=temperature, chunk_size=2), lp_ref, atol=1e-5)
+
+
+def test_fused_logprobs_take_bf16_logits_and_return_bf16_gradients() -> None:
+    z = torch.randn(2, 3, 50, generator=torch.Generator().manual_seed(1)).bfloat16().requires_grad_(True)
+    tokens = torch.tensor([[1, 2, 3], [4, 5, 49]])
+    lp, h = token_logprobs_and_entropy(z, tokens)
+    lp_ref, h_ref = _direct_logprobs_and_entropy(z.detach(), tokens, 1.0)  # the same bf16 values, in float32
+    assert lp.dtype == h.dtype == torch.float32
+    assert torch.allclose(lp, lp_ref, atol=1e-5) and torch.allclose(h, h_ref, atol=1e-5)
+    (lp.sum() + h.sum()).backward()
+    assert z.grad.dtype == torch.bfloat16 and torch.isfinite(z.grad.float()).all()
 
 
 def test_registries_cover_the_config_choices() -> None:

@@ -7,13 +7,12 @@ No engines, models or Ray here. Each estimator / loss is one small file; the reg
 from rl.algos.aggregation import AGGREGATIONS, aggregate
 from rl.algos.covariance import clip_cov_mask, detach_where, kl_cov_penalty, token_covariance
 from rl.algos.dr_grpo_advantage import dr_grpo_advantages
-from rl.algos.entropy import token_entropy, token_entropy_grad
 from rl.algos.entropy_control import EntropyController
 from rl.algos.groups import informative_groups
 from rl.algos.grpo_advantage import grpo_advantages
 from rl.algos.gspo import gspo_token_loss
 from rl.algos.kl import KL_ESTIMATORS, kl_per_token
-from rl.algos.logprobs import token_logprobs
+from rl.algos.logprobs import token_entropy, token_logprobs, token_logprobs_and_entropy
 from rl.algos.mismatch import CORRECTIONS, mismatch_kl, mismatch_weights
 from rl.algos.ppo_clip import ppo_clip_token_loss
 from rl.algos.rloo_advantage import rloo_advantages
@@ -43,6 +42,6 @@ __all__ = [
     "rloo_advantages",
     "token_covariance",
     "token_entropy",
-    "token_entropy_grad",
     "token_logprobs",
+    "token_logprobs_and_entropy",
 ]
