@@ -32,18 +32,24 @@ def small_matmul_attention(module: torch.nn.Module, query: torch.Tensor, key: to
     if query.device.type != "cpu" or attention_mask is None or dropout > 0 or b * h * s * s_kv > MAX_MATMUL_SCORES:
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       **kwargs)
-    groups = h // key.shape[1]
-    if groups > 1:  # grouped-query attention: each key/value head serves `groups` query heads
-        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    h_kv = key.shape[1]
+    groups = h // h_kv
+    # Grouped-query attention without copying keys/values per query head: query head j uses key/value head
+    # j // groups, so the `groups` query heads of a key/value head stack along the rows, [B, H_kv, groups·S, D],
+    # and attend to that head's keys in one matmul (the mask broadcasts over the groups dimension).
     # float32 throughout (as SDPA's kernels accumulate): bf16 scores would be off by ~0.03 at magnitudes ~10.
     # The arithmetic here is a small share of the layer's, so float32 matmuls cost little.
     with torch.autocast(device_type="cpu", enabled=False):
-        scores = torch.matmul(query.float(), key.float().transpose(2, 3)) * (d ** -0.5 if scaling is None else scaling)
-        if attention_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        q = query.float().reshape(b, h_kv, groups * s, d)
+        scores = torch.matmul(q, key.float().transpose(2, 3)) * (d ** -0.5 if scaling is None else scaling)
+        scores = scores.view(b, h_kv, groups, s, s_kv)
+        mask = attention_mask.unsqueeze(2)  # [B or 1, 1, 1, S, S_kv]
+        if mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         else:
-            scores = scores + attention_mask
-        out = torch.matmul(torch.softmax(scores, dim=-1), value.float())
+            scores = scores + mask
+        probs = torch.softmax(scores, dim=-1).view(b, h_kv, groups * s, s_kv)
+        out = torch.matmul(probs, value.float()).view(b, h, s, d)
     return out.to(query.dtype).transpose(1, 2).contiguous(), None
 
 
