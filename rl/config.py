@@ -143,6 +143,12 @@ class TrainerConfig(Strict):
     """Seed for data order, sampling and initialisation."""
     torch_threads: int | None = Field(None, ge=1)
     """Intra-op threads of the learner (default: all cores)."""
+    precision: Literal["bf16_params", "autocast"] = "bf16_params"
+    """How the learner trains with `model.dtype: bfloat16` (ignored for float32). `bf16_params`: the model's
+    parameters and activations are bf16, as in the rollout engines, and AdamW updates float32 master copies on
+    which the gradients also accumulate in float32 (Megatron / DeepSpeed style; `rl/precision.py`).
+    `autocast`: float32 parameters under `torch.autocast` (the HF Trainer / TRL style: a float32 residual
+    stream, every matmul's inputs cast to bf16)."""
 
 
 class LossConfig(Strict):

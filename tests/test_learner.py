@@ -137,12 +137,15 @@ def test_checkpoint_is_an_hf_model_and_resumes_optimizer(tiny_model: Path, tmp_p
     learner = _learner(tiny_model)
     learner.train(_batch())
     learner.save(str(tmp_path / "ckpt"))
-    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt")
+    loaded = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt", dtype=torch.float32).named_parameters())
+    # bf16 parameters: the checkpoint holds the float32 master weights, exactly
+    masters = dict(zip([n for n, _ in learner.policy.model.named_parameters()], learner.masters.masters))
     for name, p in learner.policy.model.named_parameters():
-        assert torch.equal(dict(loaded.named_parameters())[name], p.detach().cpu()), name
+        assert p.dtype == torch.bfloat16 and torch.equal(loaded[name], masters[name]), name
     resumed = Learner(str(tiny_model), ModelConfig(path=str(tiny_model)), TrainerConfig(max_steps=1, lr=1e-2),
                       AlgorithmConfig(), temperature=1.0, resume_from=str(tmp_path / "ckpt"))
     assert resumed.optimizer.state_dict()["state"].keys() == learner.optimizer.state_dict()["state"].keys()
+    assert all(torch.equal(a, b) for a, b in zip(resumed.masters.masters, learner.masters.masters))
     a, b = learner.train(_batch(seed=2)), resumed.train(_batch(seed=2))
     assert a["policy_loss"] == pytest.approx(b["policy_loss"], abs=1e-6)
 
@@ -154,9 +157,36 @@ def test_lora_checkpoint_has_merged_model_and_adapter(tiny_model: Path, tmp_path
     learner.train(_batch())
     learner.save(str(tmp_path / "ckpt"))
     assert (tmp_path / "ckpt" / "adapter" / "adapter_config.json").is_file()
-    loaded = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt").named_parameters())
-    for name, tensor in learner.policy.merged_weights():
-        assert torch.allclose(loaded[name], tensor.detach().cpu(), atol=1e-6), name
+    loaded = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt", dtype=torch.float32).named_parameters())
+    with learner.masters.float32_params():  # what was saved: bf16 base + the float32 adapters' delta
+        for name, tensor in learner.policy.merged_weights():
+            assert torch.allclose(loaded[name], tensor.detach().float(), atol=1e-6), name
+    for name, tensor in learner.weights():  # what the engines get: the same in bf16
+        assert tensor.dtype == torch.bfloat16 and torch.allclose(loaded[name], tensor.float(), rtol=1e-2, atol=1e-4)
+
+
+def test_bf16_params_train_float32_masters_like_autocast(tiny_model: Path) -> None:
+    # Same start, same batch, one step each with micro-batches of 3 (gradients accumulate over three passes):
+    # bf16 parameters with float32 masters and float32 parameters under autocast take the same step up to bf16
+    # rounding, the masters hold the update and the bf16 parameters are the masters rounded.
+    lr = 1e-3
+    bf16 = _learner(tiny_model, lr=lr, micro_batch_size=3)
+    auto = _learner(tiny_model, lr=lr, micro_batch_size=3, precision="autocast")
+    assert bf16.masters is not None and auto.masters is None
+    start = [m.detach().clone() for m in bf16.masters.masters]
+    assert all(p.dtype == torch.bfloat16 for p in bf16.policy.model.parameters())
+    assert all(p.dtype == torch.float32 for g in bf16.optimizer.param_groups for p in g["params"])
+    m_bf16, m_auto = bf16.train(_batch(group=2)), auto.train(_batch(group=2))
+    assert m_bf16["policy_loss"] == pytest.approx(m_auto["policy_loss"], rel=0.02)
+    assert m_bf16["grad_norm"] == pytest.approx(m_auto["grad_norm"], rel=0.05)
+    assert all(p.grad is None for p in bf16.policy.model.parameters())  # moved onto the masters as they came
+    step_bf16 = torch.cat([(m - s).flatten() for m, s in zip(bf16.masters.masters, start)])
+    step_auto = torch.cat([(p.detach() - s).flatten() for p, s in zip(auto.policy.model.parameters(), start)])
+    assert torch.nn.functional.cosine_similarity(step_bf16, step_auto, dim=0) > 0.98
+    # AdamW's first step moves every weight by ≈ lr, far below bf16 resolution for most of them: the masters keep it
+    assert step_bf16.abs().median() > 0.5 * lr
+    for p, m in zip(bf16.policy.model.parameters(), bf16.masters.masters):
+        assert torch.equal(p, m.to(torch.bfloat16))
 
 
 def test_several_updates_per_batch_reuse_the_sampling_logprobs(tiny_model: Path) -> None:
