@@ -1,7 +1,7 @@
 """Learner throughput and MFU: `python benchmarks/learner_throughput.py [--sequences 256] [--ragged] [--compare-packing]`.
 
 Builds a randomly initialised model with SmolLM2-135M's architecture (no download needed), then times
-`Learner.train` (forward + backward + AdamW, bf16 autocast over float32 master weights, micro-batching) on a
+`Learner.train` (forward + backward + AdamW, bf16 parameters over float32 master weights, micro-batching) on a
 synthetic GRPO batch. Reports trained tokens/s (real tokens: padding is not counted) and model FLOPs
 utilisation, MFU = 6·N·tokens / time / peak, with N the non-embedding parameter count plus the output
 projection (attention FLOPs are not counted). `--ragged` draws completion lengths uniformly in

@@ -122,7 +122,7 @@ class Learner:
                           max_len=self.max_completion_tokens)
         metrics: dict[str, float] = {}
         self.optimizer.zero_grad(set_to_none=True)
-        # One autocast region for the whole step: its cache of bf16 weight copies then serves every micro-batch
+        # (`precision: autocast`) One autocast region for the whole step: its cache of bf16 weight copies then serves every micro-batch
         # (the weights do not change until the optimizer step) instead of re-casting all of them per micro-batch.
         # The objective's float32 maths has no matmul, so autocast leaves it in float32.
         with self._autocast():

@@ -18,8 +18,8 @@ from rl.weight_sync import SYNCS, make_weight_sync, resolve_weight_sync
 
 ROOT = Path(__file__).parents[1]
 
-# As in tests/test_vllm_engine.py: float32 master weights under bf16 autocast vs vLLM's bf16 kernels agree to a
-# few 1e-3 nats per token.
+# As in tests/test_vllm_engine.py: the learner's bf16 parameters vs vLLM's bf16 kernels agree to a few 1e-3 nats
+# per token.
 LOGPROB_TOL = 0.03
 PROMPT = list(range(30, 50))
 
