@@ -36,7 +36,7 @@ class TeacherConfig(Strict):
     """Run each distinct prompt of a scoring micro-batch through the teacher once (as `trainer.share_prompts`
     does for the learner: a step holds each prompt `rollout.n` times); false = one padded row per sequence."""
     torch_threads: int | None = Field(None, ge=1)
-    """Intra-op threads of the teacher actor (default: all cores)."""
+    """Intra-op threads of the teacher actor (default: every core this process may run on)."""
 
 
 class _LossBase(Strict):

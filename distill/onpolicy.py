@@ -80,7 +80,7 @@ class Run:
     def __init__(self, cfg: OnPolicyConfig, inputs: Inputs):
         from transformers import AutoTokenizer
 
-        from distill.actors import start_teacher
+        from distill.actors import GPU_TENANTS, start_teacher
         from distill.learner import DistillLearner
         from rl.actors import RolloutGroup, init_ray, start_learner
         from rl.checkpoint import latest_checkpoint, load_state
@@ -114,11 +114,11 @@ class Run:
         self.stream_checkpoint = None  # no prefetching here: checkpoints record the live cursor
         init_ray(cfg.ray_address)
         self.weight_sync = make_weight_sync(cfg.rollout)
-        # on a single GPU the teacher is one more tenant beside the learner and the rollout workers
+        # on a single GPU the teacher shares it with the learner and the rollout workers (their extra_gpu_tenants)
         self.learner = start_learner(inputs.student_path, cfg.student, cfg.trainer, cfg.algorithm,
                                      cfg.rollout.temperature, resume_from=str(checkpoint) if checkpoint else None,
                                      max_completion_tokens=self.max_completion_tokens, num_workers=cfg.rollout.workers,
-                                     extra_gpu_tenants=1, learner_cls=DistillLearner, loss_cfg=cfg.loss)
+                                     extra_gpu_tenants=GPU_TENANTS, learner_cls=DistillLearner, loss_cfg=cfg.loss)
         self.teacher = start_teacher(inputs.teacher_path, cfg.teacher, workers=cfg.rollout.workers,
                                      temperature=cfg.rollout.temperature, top_k=cfg.loss.top_k or 1,
                                      seed=cfg.trainer.seed)
@@ -127,7 +127,7 @@ class Run:
             model_path=inputs.student_path, dtype=cfg.student.dtype, seed=cfg.trainer.seed,
             max_model_len=longest + max(self.max_completion_tokens, (cfg.eval.max_new_tokens or 0) if cfg.eval else 0),
             kv_cache_gib=cfg.rollout.kv_cache_gib, gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
-            enforce_eager=cfg.rollout.enforce_eager, **self.weight_sync.engine_kwargs), extra_gpu_tenants=1)
+            enforce_eager=cfg.rollout.enforce_eager, **self.weight_sync.engine_kwargs), extra_gpu_tenants=GPU_TENANTS)
         self.weight_sync.connect(self.learner, self.rollout.workers)
         if checkpoint:
             self.weight_sync.push()

@@ -15,13 +15,13 @@ Generation (for GKD's off-policy steps) goes through the transformers rollout en
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
 
 from rl.batching import TrainBatch, collate
 from rl.rollout import Completion, SamplingSpec
+from rl.threads import set_torch_threads
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Teacher:
         from rl.policy import Policy
         from rl.rollout.hf_engine import HFEngine
 
-        torch.set_num_threads(torch_threads or os.cpu_count())
+        set_torch_threads(torch_threads)
         self.engine = HFEngine(model_path, dtype=dtype, seed=seed)
         self.policy = Policy(self.engine.model.requires_grad_(False), tokenizer=None, is_lora=False)
         self.device = self.engine.device

@@ -14,17 +14,14 @@ from typing import Any
 import ray
 
 from rl.rollout import Completion, SamplingSpec, make_engine
+from rl.threads import set_torch_threads
 
 
 class RolloutWorker:
     """Holds one rollout engine inside a Ray actor."""
 
-    def __init__(self, backend: str, engine_kwargs: dict[str, Any], torch_threads: int | None = None):
-        import torch
-
-        # Ray sets OMP_NUM_THREADS=1 in actors that reserve no CPU (ours reserve none, so that they can share the
-        # cores): left at that, the engine would sample on one core (measured 1.25-1.8x slower on 2 cores).
-        torch.set_num_threads(torch_threads or len(os.sched_getaffinity(0)))
+    def __init__(self, backend: str, engine_kwargs: dict[str, Any]):
+        set_torch_threads(None)  # every usable core (Ray would leave the engine on one)
         self.engine = make_engine(backend, **engine_kwargs)
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec) -> list[list[Completion]]:
@@ -73,11 +70,12 @@ def init_ray(address: str | None) -> None:
                  runtime_env={"env_vars": env}, configure_logging=False)
 
 
-def _gpu_share(parts: int) -> float:
-    """On a single-GPU node the learner and the rollout engines share the device."""
+def gpu_share(workers: int, extra_gpu_tenants: int = 0) -> float:
+    """Each actor's share of a single GPU that the learner, `workers` rollout engines and `extra_gpu_tenants` other
+    actors (a distillation teacher) use together; 0 without CUDA."""
     import torch
 
-    return 1.0 / parts if torch.cuda.is_available() else 0.0
+    return 1.0 / (workers + 1 + extra_gpu_tenants) if torch.cuda.is_available() else 0.0
 
 
 def start_learner(*args: Any, num_workers: int, learner_cls: type | None = None, extra_gpu_tenants: int = 0,
@@ -92,7 +90,7 @@ def start_learner(*args: Any, num_workers: int, learner_cls: type | None = None,
     cls = learner_cls or Learner
     sending = type(cls.__name__, (cls, WeightSender), {})
     # num_cpus=0: the learner and the engines take turns on the same cores (synchronous GRPO).
-    actor = ray.remote(num_cpus=0, num_gpus=_gpu_share(num_workers + 1 + extra_gpu_tenants))(sending)
+    actor = ray.remote(num_cpus=0, num_gpus=gpu_share(num_workers, extra_gpu_tenants))(sending)
     return actor.remote(*args, **kwargs)
 
 
@@ -103,7 +101,7 @@ class RolloutGroup:
     def __init__(self, workers: int, backend: str, engine_kwargs: dict[str, Any], extra_gpu_tenants: int = 0):
         # NCCL cannot run two ranks on one GPU: engines that receive over it get GPUs of their own
         nccl = engine_kwargs.get("weight_transfer") == "nccl"
-        gpus = 1.0 if nccl else _gpu_share(workers + 1 + extra_gpu_tenants)
+        gpus = 1.0 if nccl else gpu_share(workers, extra_gpu_tenants)
         actor = ray.remote(num_cpus=0, num_gpus=gpus)(RolloutWorker)
         self.workers = [actor.remote(backend, {**engine_kwargs, "seed": engine_kwargs.get("seed", 0) + i})
                         for i in range(workers)]

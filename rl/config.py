@@ -142,7 +142,7 @@ class TrainerConfig(Strict):
     seed: int = 0
     """Seed for data order, sampling and initialisation."""
     torch_threads: int | None = Field(None, ge=1)
-    """Intra-op threads of the learner (default: all cores)."""
+    """Intra-op threads of the learner (default: every core this process may run on, i.e. its CPU affinity)."""
     precision: Literal["bf16_params", "autocast"] = "bf16_params"
     """How the learner trains with `model.dtype: bfloat16` (ignored for float32). `bf16_params`: the model's
     parameters and activations are bf16, as in the rollout engines, and AdamW updates float32 master copies on

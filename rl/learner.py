@@ -11,7 +11,6 @@ bf16 resolution (≈ 0.4 %) to zero — and checkpoints hold the float32 weights
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
 import torch
@@ -31,6 +30,7 @@ from rl.algos import (
 from rl.batching import LossNorms, TrainBatch, collate, pad_rows, plan_micro_batches
 from rl.config import AlgorithmConfig, ModelConfig, TrainerConfig
 from rl.precision import MasterWeights
+from rl.threads import set_torch_threads
 
 __all__ = ["Learner", "LossNorms", "TrainBatch"]
 
@@ -53,7 +53,7 @@ class Learner:
     ):
         from rl.policy import load_policy, load_reference
 
-        torch.set_num_threads(trainer_cfg.torch_threads or os.cpu_count())
+        set_torch_threads(trainer_cfg.torch_threads)
         torch.manual_seed(trainer_cfg.seed)
         self.trainer_cfg, self.algo_cfg, self.temperature = trainer_cfg, algo_cfg, temperature
         self.max_completion_tokens = max_completion_tokens
@@ -122,9 +122,9 @@ class Learner:
                           max_len=self.max_completion_tokens)
         metrics: dict[str, float] = {}
         self.optimizer.zero_grad(set_to_none=True)
-        # (`precision: autocast`) One autocast region for the whole step: its cache of bf16 weight copies then serves every micro-batch
-        # (the weights do not change until the optimizer step) instead of re-casting all of them per micro-batch.
-        # The objective's float32 maths has no matmul, so autocast leaves it in float32.
+        # With `precision: autocast`, one autocast region for the whole step: its cache of bf16 weight copies then
+        # serves every micro-batch (the weights do not change until the optimizer step) instead of re-casting all
+        # of them per micro-batch. The objective's float32 maths runs with autocast off.
         with self._autocast():
             for _, mb in self._micro_batches(batch):
                 self._accumulate(mb, norms, metrics)
