@@ -10,8 +10,9 @@ each side sees the same prompts; `n` completions per prompt sampled at temperatu
 at most `max-new-tokens` tokens; reward `rewards.boxed.boxed_int_match`; bf16 compute with float32 master
 weights and AdamW state, each side in its own default way (ours: bf16 parameters, float32 masters in the
 optimizer, `trainer.precision: bf16_params`; TRL: float32 parameters under bf16 autocast, `bf16=True`); AdamW at
-the same constant learning rate, grad-norm clip 1.0; one optimizer step per rollout batch on the whole batch (micro-batches of `--micro-batch` sequences, loss = token sum / completion tokens of the
-batch); PPO-clip with eps 0.2 both ways; no KL term (beta = 0, no reference model); no gradient checkpointing.
+the same constant learning rate, grad-norm clip 1.0; one optimizer step per rollout batch on the whole batch
+(micro-batches of `--micro-batch` sequences, loss = token sum / completion tokens of the batch); PPO-clip with
+eps 0.2 both ways; no KL term (beta = 0, no reference model); no gradient checkpointing.
 
 - Ours: the real CLI (`python -m rl.grpo` with a generated config, output under a temp dir), so Ray, the
   rollout engine (vLLM with `enforce_eager`, or `--ours-backend hf` for transformers `generate`) and the
