@@ -112,11 +112,14 @@ def test_reward_model_trained_on_preferences_then_used_in_grpo(tiny_model: Path,
     four = _write_jsonl(tmp_path / "four.jsonl", [{"prompt": [{"role": "user", "content": f"Count to {i}"}]}
                                                   for i in (3, 17, 42, 58)])
     config = make_config(data={"train": str(four)}, rewards=[{"model": {"path": str(rm_dir)}, "label": "rm"}],
-                         trainer={"max_steps": 20, "save_every": 10})
+                         trainer={"max_steps": 30, "save_every": 10})
     records, _ = _grpo(config)
     assert all(r["reward/rm/errors"] == 0 and r["reward/rm/none_rate"] == 0.0 for r in records)
-    # The RM's scale is arbitrary, so the rise is measured in units of the first steps' reward spread
-    # (measured over 20 steps: 1.3 spreads; over 16 steps 0.3 to 2.0; 12 steps were sometimes not enough).
-    first, last = _rise(records, "reward/rm/mean")
-    spread = sum(r["reward_std"] for r in records[:3]) / 3
-    assert last > first + 0.4 * spread, [round(r["reward/rm/mean"], 2) for r in records]
+    # The RM's scale is arbitrary (its reward spread measured 1.3 to 7 across RM seeds and CPUs), so the rise is a
+    # z-score: the mean of the last 5 steps over the first 5, in standard errors of that difference under "no
+    # learning" (each step averages 4 x 8 samples). The rise starts at a random step (4 to 20 over seeds), so
+    # 20 steps were sometimes too few (CI once: 0.7 standard errors); over 30 steps, 6 RM/run seeds measured 9-74.
+    k, samples = 5, 4 * 8
+    first, last = (sum(r["reward/rm/mean"] for r in part) / k for part in (records[:k], records[-k:]))
+    noise = sum(r["reward_std"] for r in records[:k]) / k * (2 / (k * samples)) ** 0.5
+    assert last - first > 4 * noise, (noise, [round(r["reward/rm/mean"], 2) for r in records])
