@@ -4,7 +4,8 @@ One fused pass over the vocabulary computes both, a chunk of rows at a time in f
 backward that recomputes each chunk's softmax. Nothing of size [rows, V] in float32 is kept for the backward,
 and no [rows, V] float32 copy of the logits is ever made whole: with SmolLM2's 49,152-token vocabulary, the
 autograd composition of `log_softmax`/`logsumexp` took 2.1 s forward + backward for 2,048 positions on 2 CPU
-cores, this 0.5-0.8 s (benchmarks/RESULTS.md). Gradients return in the logits' dtype.
+cores, this 0.27-0.31 s (benchmarks/RESULTS.md). Each row's log-normaliser is kept from the forward, so the backward
+is one exp pass per chunk; the work runs in place on the chunk's float32 copy. Gradients return in the logits' dtype.
 
 With p = softmax(z / τ) at a position and y its token:
     log p_y = z_y / τ − logsumexp(z / τ)          ∂/∂z = (onehot_y − p) / τ
@@ -15,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-# float32 elements per chunk (~16 MB): about 85 rows of a 49k vocabulary (64-128 rows measured fastest on CPU)
-_CHUNK_ELEMENTS = 1 << 22
+# float32 elements per chunk (8 MB): 42 rows of a 49k vocabulary (16-64 rows measured alike on 2 CPU cores, 85 slower)
+_CHUNK_ELEMENTS = 1 << 21
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, *, temperature: float = 1.0,
@@ -47,28 +48,33 @@ def _rows(logits: torch.Tensor, chunk_size: int | None) -> int:
 
 
 class _LogSoftmaxStats(torch.autograd.Function):
-    """Forward: (log p_y, H) per row, chunked. Saves only the input logits and H; backward recomputes p."""
+    """Forward: (log p_y, H) per row, chunked. Saves the input logits, each row's log-normaliser and H; the
+    backward recomputes p from them (no second log-softmax)."""
 
     @staticmethod
     def forward(ctx, logits, tokens, temperature, with_entropy, rows):
         ctx.set_materialize_grads(False)
         flat, idx = logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1)
         logprob = torch.empty(flat.shape[0], dtype=torch.float32, device=logits.device)
+        lse = torch.empty_like(logprob)
         entropy = torch.empty_like(logprob) if with_entropy else None
         with torch.autocast(logits.device.type, enabled=False):  # float32 throughout, whatever the caller's autocast
             for s in range(0, flat.shape[0], rows):
-                lsm = _log_softmax(flat[s : s + rows], temperature)
-                logprob[s : s + rows] = lsm.gather(1, idx[s : s + rows, None]).squeeze(1)
+                sl = slice(s, s + rows)
+                z = _scaled_float(flat[sl], temperature)
+                lse[sl] = torch.logsumexp(z, dim=-1)
+                lsm = z.sub_(lse[sl, None])  # log p, in place
+                logprob[sl] = lsm.gather(1, idx[sl, None]).squeeze(1)
                 if with_entropy:
-                    entropy[s : s + rows] = _entropy(lsm)
-        ctx.save_for_backward(logits, tokens, entropy)
+                    entropy[sl] = -lsm.exp().mul_(lsm).sum(-1)
+        ctx.save_for_backward(logits, tokens, lse, entropy)
         ctx.temperature, ctx.rows = temperature, rows
         shape = tokens.shape
         return logprob.view(shape), (entropy.view(shape) if with_entropy else None)
 
     @staticmethod
     def backward(ctx, grad_logprob, grad_entropy):
-        logits, tokens, entropy = ctx.saved_tensors
+        logits, tokens, lse, entropy = ctx.saved_tensors
         if grad_logprob is None and grad_entropy is None:
             return None, None, None, None, None
         flat, idx = logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1)
@@ -78,26 +84,24 @@ class _LogSoftmaxStats(torch.autograd.Function):
         with torch.autocast(logits.device.type, enabled=False):
             for s in range(0, flat.shape[0], ctx.rows):
                 sl = slice(s, s + ctx.rows)
-                lsm = _log_softmax(flat[sl], ctx.temperature)
+                lsm = _scaled_float(flat[sl], ctx.temperature).sub_(lse[sl, None])  # log p, in place
                 p = lsm.exp()
-                if g_lp is not None:  # (onehot − p) · g
-                    g = p * -g_lp[sl, None]
+                # d/dz of g_lp·log p_y + g_h·H = (g_lp·onehot_y − p·(g_lp + g_h·(log p + H))) / τ
+                coef = torch.zeros_like(lse[sl]) if g_lp is None else g_lp[sl]
+                if g_h is not None:
+                    lsm.add_(entropy[sl, None]).mul_(g_h[sl, None]).add_(coef[:, None])
+                    g = p.mul_(lsm).neg_()
+                else:
+                    g = p.mul_(-coef[:, None])
+                if g_lp is not None:
                     g.scatter_add_(1, idx[sl, None], g_lp[sl, None])
-                if g_h is not None:  # −p (log p + H) · g
-                    g_ent = p * (lsm + entropy[sl, None]) * -g_h[sl, None]
-                    g = g_ent if g_lp is None else g.add_(g_ent)
                 if ctx.temperature != 1.0:
-                    g /= ctx.temperature
+                    g.div_(ctx.temperature)
                 grad[sl] = g
         return grad.view(logits.shape), None, None, None, None
 
 
-def _log_softmax(z: torch.Tensor, temperature: float) -> torch.Tensor:
-    """float32 log softmax(z / τ) of a [rows, V] chunk (one fused kernel; no division pass at τ = 1)."""
-    z = z.float()
-    return torch.log_softmax(z if temperature == 1.0 else z / temperature, dim=-1)
-
-
-def _entropy(lsm: torch.Tensor) -> torch.Tensor:
-    """−Σ_v p_v log p_v per row of a [rows, V] float32 log-softmax (a batched dot product: one pass)."""
-    return -(lsm.exp().unsqueeze(1) @ lsm.unsqueeze(2)).view(-1)
+def _scaled_float(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    """A [rows, V] chunk as a fresh float32 tensor divided by τ (one pass at τ = 1)."""
+    z = z.float() if z.dtype != torch.float32 else z.clone()
+    return z if temperature == 1.0 else z.div_(temperature)
