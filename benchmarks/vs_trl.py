@@ -266,6 +266,8 @@ def report(sides: list[Side], warmup: int) -> None:
         lengths = " ".join(f"{c:.1f}" for c in side.completion_len)
         print(f"{side.name}: reward_mean per step [{rewards}]; mean completion tokens per step [{lengths}]")
         print(f"{side.name}: step times [{' '.join(f'{s:.2f}' for s in side.step_s)}]")
+        for part, values in side.parts.items():
+            print(f"{side.name}: {part} per step [{' '.join(f'{v:.2f}' for v in values)}]")
 
 
 def _malloc_keys() -> list[str]:
