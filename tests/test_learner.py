@@ -60,6 +60,26 @@ def test_micro_batching_gives_the_same_gradients(tiny_model: Path, loss: dict, s
     assert m_whole["grad_norm"] == pytest.approx(m_split["grad_norm"], rel=1e-4)
 
 
+def test_shared_layout_packs_a_groups_short_completions_into_shared_rows(tiny_model: Path) -> None:
+    from rl.batching import collate
+
+    a, b = [5, 6, 7, 8, 9], [10, 11, 12]
+    lengths = {"a": [6, 2, 3, 1], "b": [6, 6]}
+    prompts = [a] * 4 + [b] * 2
+    completions = [list(range(20, 20 + n)) for n in lengths["a"] + lengths["b"]]
+    batch = TrainBatch(prompts, completions, [[-1.0] * len(c) for c in completions], [0.5] * 6)
+    shared = collate(batch, list(range(6)), layout="shared", device=torch.device("cpu"))
+    # a: [6] | [3, 2, 1]; b: [6] | [6] -> 4 rows of 6 instead of 6
+    assert shared["input_ids"].shape == (4, 6) and sorted(shared["row_prefix"].tolist()) == [0, 0, 1, 1]
+    padded = collate(batch, list(range(6)), layout="padded", device=torch.device("cpu"))
+    policy = _learner(tiny_model, dtype="float32").policy
+    with torch.no_grad():
+        got, want = policy.completion_logits(shared), policy.completion_logits(padded)
+    mask = shared["loss_mask"].bool()
+    assert torch.equal(mask, padded["loss_mask"].bool())
+    assert torch.allclose(got[mask], want[mask], atol=1e-5)
+
+
 def test_packing_plans_within_the_token_budget() -> None:
     from rl.batching import plan_micro_batches
 
