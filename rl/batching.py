@@ -216,22 +216,20 @@ def _shared(prompts: list[list[int]], completions: list[list[int]]) -> dict[str,
 
 
 def _pack_segments(lengths: list[int], prefix_of: list[int], capacity: int) -> tuple[list[tuple[int, int]], list[int]]:
-    """First-fit decreasing of each prompt's segments into rows of `capacity` tokens (a row holds one prompt's
-    segments only: it attends to that prompt's keys/values). Returns each segment's (row, start) and each row's
-    prompt. In a GRPO group, completions that stopped early share rows, so fewer padding tokens go through every
-    layer."""
+    """Each prompt's segments packed first-fit decreasing (`plan_micro_batches`) into rows of `capacity` tokens (a
+    row holds one prompt's segments only: it attends to that prompt's keys/values). Returns each segment's
+    (row, start) and each row's prompt. In a GRPO group, completions that stopped early share rows, so fewer padding
+    tokens go through every layer."""
     placement: list[tuple[int, int]] = [(0, 0)] * len(lengths)
     row_prefix: list[int] = []
-    used: list[int] = []
-    for k in sorted(range(len(lengths)), key=lambda k: (prefix_of[k], -lengths[k])):
-        row = next((r for r in range(len(used)) if row_prefix[r] == prefix_of[k] and used[r] + lengths[k] <= capacity),
-                   None)
-        if row is None:
-            row_prefix.append(prefix_of[k])
-            used.append(0)
-            row = len(used) - 1
-        placement[k] = (row, used[row])
-        used[row] += lengths[k]
+    for prefix in dict.fromkeys(prefix_of):
+        members = [k for k, owner in enumerate(prefix_of) if owner == prefix]
+        for row in plan_micro_batches([lengths[k] for k in members], micro_batch_size=1, token_budget=capacity):
+            start = 0
+            for i in row:
+                placement[members[i]] = (len(row_prefix), start)
+                start += lengths[members[i]]
+            row_prefix.append(prefix)
     return placement, row_prefix
 
 

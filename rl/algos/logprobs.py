@@ -87,12 +87,13 @@ class _LogSoftmaxStats(torch.autograd.Function):
                 lsm = _scaled_float(flat[sl], ctx.temperature).sub_(lse[sl, None])  # log p, in place
                 p = lsm.exp()
                 # d/dz of g_lp·log p_y + g_h·H = (g_lp·onehot_y − p·(g_lp + g_h·(log p + H))) / τ
-                coef = torch.zeros_like(lse[sl]) if g_lp is None else g_lp[sl]
                 if g_h is not None:
-                    lsm.add_(entropy[sl, None]).mul_(g_h[sl, None]).add_(coef[:, None])
+                    lsm.add_(entropy[sl, None]).mul_(g_h[sl, None])
+                    if g_lp is not None:
+                        lsm.add_(g_lp[sl, None])
                     g = p.mul_(lsm).neg_()
                 else:
-                    g = p.mul_(-coef[:, None])
+                    g = p.mul_(-g_lp[sl, None])
                 if g_lp is not None:
                     g.scatter_add_(1, idx[sl, None], g_lp[sl, None])
                 if ctx.temperature != 1.0:
