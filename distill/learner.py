@@ -21,6 +21,8 @@ from rl.learner import Learner, LossNorms, TrainBatch
 class DistillLearner(Learner):
     """`Learner(..., loss_cfg=<distill.config loss section>)`; train with `train_distill`."""
 
+    needs_logits = True  # the divergence and the top-1 agreement use the student's whole distribution
+
     def __init__(self, *args, loss_cfg, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_cfg = loss_cfg

@@ -41,6 +41,10 @@ class Learner:
     `objective` is the per-micro-batch loss; subclasses (e.g. distillation) override it.
     """
 
+    # Whether `objective` needs the logits [N, T, V] of every completion position (distillation's full-distribution
+    # losses). Without, the output layer runs only where the loss mask is 1 and `objective` gets logits=None.
+    needs_logits = False
+
     def __init__(
         self,
         model_path: str,
@@ -138,8 +142,14 @@ class Learner:
 
     def _accumulate(self, mb: dict[str, torch.Tensor], norms: LossNorms, metrics: dict[str, float]) -> None:
         """Forward, objective and backward of one micro-batch; its metric contributions are added to `metrics`."""
-        logits = self.policy.completion_logits(mb)
-        logprobs, entropy = token_logprobs_and_entropy(logits, mb["targets"], temperature=self.temperature)
+        if self.needs_logits:
+            logits = self.policy.completion_logits(mb)
+            logprobs, entropy = token_logprobs_and_entropy(logits, mb["targets"], temperature=self.temperature)
+        else:  # the output layer and the vocabulary pass on loss-carrying tokens only (~20 % of GRPO's are padding)
+            logits, keep = None, mb["loss_mask"] > 0
+            lp, ent = token_logprobs_and_entropy(self.policy.completion_logits(mb, where=keep), mb["targets"][keep],
+                                                 temperature=self.temperature)
+            logprobs, entropy = _scatter(keep, lp), _scatter(keep, ent)
         loss, micro_metrics = self.objective(mb, logits, logprobs, entropy, norms)
         loss.backward()
         sampler = mb.get("sampler_logprobs", mb["old_logprobs"])
@@ -163,8 +173,9 @@ class Learner:
 
         mb: a collated micro-batch (`rl.batching.collate`); logits [N, T, V] at the completion positions as the
         model returns them (compute dtype, not divided by the temperature: `self._scaled` gives float32 at the
-        temperature); logprobs [N, T] of the targets and entropy [N, T] over the vocabulary, both at the sampling
-        temperature and differentiable. Returns (loss, metrics), the metrics being contributions that sum over
+        temperature) when `needs_logits`, else None; logprobs [N, T] of the targets and entropy [N, T] over the
+        vocabulary, both at the sampling temperature and differentiable (0 where `loss_mask` is 0 unless
+        `needs_logits`). Returns (loss, metrics), the metrics being contributions that sum over
         the micro-batches of the step.
         """
         algo, ent = self.algo_cfg, self.algo_cfg.entropy
@@ -253,9 +264,11 @@ class Learner:
         return out
 
     def _reference_logprobs(self, mb: dict[str, torch.Tensor]) -> torch.Tensor:
+        """log π_ref [N, T] at the loss-carrying tokens (0 elsewhere)."""
+        keep = mb["loss_mask"] > 0
         with torch.no_grad(), self._autocast():
-            ref_logits = self.reference.completion_logits(mb)
-        return token_logprobs(ref_logits, mb["targets"], temperature=self.temperature)
+            ref_logits = self.reference.completion_logits(mb, where=keep)
+            return _scatter(keep, token_logprobs(ref_logits, mb["targets"][keep], temperature=self.temperature))
 
     def _scaled(self, logits: torch.Tensor) -> torch.Tensor:
         """float32 logits at the sampling temperature (no division at 1: a pass over [N, T, V] and its backward),
@@ -310,6 +323,11 @@ class Learner:
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def _scatter(where: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """values [M] (M = where.sum(), row-major) into zeros shaped like `where` [N, T]; differentiable."""
+    return values.new_zeros(where.shape).masked_scatter(where, values)
 
 
 def micro_batch_layout(trainer_cfg: TrainerConfig, model_cfg: ModelConfig) -> str:

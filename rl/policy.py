@@ -23,17 +23,22 @@ class Policy:
         self._trunk = base.get_decoder()
         self._head = base.get_output_embeddings()
 
-    def completion_logits(self, mb: dict[str, torch.Tensor]) -> torch.Tensor:
+    def completion_logits(self, mb: dict[str, torch.Tensor], where: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [N, T, V] at the positions predicting each completion token of a collated micro-batch
         (`rl.batching.collate`: input_ids [B, S], attention_mask [B, S] or [B, 1, S, S_kv], optional position_ids,
         flat_positions [N, T] into the flattened [B·S] hidden states). The shared layout first runs each distinct
-        prompt once and hands its keys/values (gathered per row, differentiably) to the completions' pass."""
+        prompt once and hands its keys/values (gathered per row, differentiably) to the completions' pass.
+
+        where: optional bool [N, T]; then only those positions go through the output layer and the result is
+        [M, V], M = where.sum(), in row-major order (`flat_positions[where]`): padding and tokens without loss
+        never pay for the [*, V] projection."""
         if "prefix_ids" in mb:
             hidden = self._shared_prefix_hidden(mb)
         else:
             hidden = self._trunk(input_ids=mb["input_ids"], attention_mask=mb["attention_mask"],
                                  position_ids=mb.get("position_ids"), use_cache=False).last_hidden_state
-        return self._head(hidden.reshape(-1, hidden.shape[-1])[mb["flat_positions"]])
+        positions = mb["flat_positions"] if where is None else mb["flat_positions"][where]
+        return self._head(hidden.reshape(-1, hidden.shape[-1])[positions])
 
     def _shared_prefix_hidden(self, mb: dict[str, torch.Tensor]) -> torch.Tensor:
         """Hidden states [B, S, H] of the completion rows, each attending to its prompt's cached keys/values."""

@@ -234,3 +234,28 @@ def test_masked_tokens_carry_no_loss_and_no_gradient(tiny_model: Path) -> None:
     b = _learner(tiny_model, dtype="float32").train(twin)
     assert a["policy_loss"] == pytest.approx(b["policy_loss"], abs=1e-7)
     assert batch.num_completion_tokens == sum(len(c) for c in batch.completion_ids) - 1
+
+
+@pytest.mark.parametrize("layout", [{"micro_batch_size": 4}, {"micro_batch_size": 4, "share_prompts": False},
+                                    {"token_budget": 40}], ids=["shared", "padded", "packed"])
+def test_output_layer_on_loss_tokens_only_matches_the_full_logits(tiny_model: Path, layout: dict) -> None:
+    # The default path projects only loss-carrying positions to the vocabulary (no padding, no masked tokens) and
+    # scatters log p and H back to [N, T]; with an entropy bonus and a KL term every piece of it gets a gradient.
+    # float32, so the two paths must agree to float precision.
+    batch = _batch(group=2)
+    batch.loss_masks = [[int(j % 3 != 1) for j in range(len(c))] for c in batch.completion_ids]
+    algorithm = {"entropy": {"mode": "fixed", "coef": 0.05}}
+    sparse = _learner(tiny_model, dtype="float32", kl_beta=0.1, algorithm=algorithm, **layout)
+    full = _learner(tiny_model, dtype="float32", kl_beta=0.1, algorithm=algorithm, **layout)
+    full.needs_logits = True
+    for learner in (sparse, full):  # the same move away from the reference, so the KL term has a gradient
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for p in learner.policy.model.parameters():
+                p.add_(torch.randn_like(p), alpha=0.02)
+    m_sparse, m_full = sparse.train(batch), full.train(batch)
+    for key in ("policy_loss", "entropy", "kl_ref", "grad_norm", "clip_frac"):
+        assert m_sparse[key] == pytest.approx(m_full[key], rel=1e-5, abs=1e-7), key
+    assert m_sparse["kl_ref"] > 1e-4
+    for (name, a), (_, b) in zip(sparse.policy.model.named_parameters(), full.policy.model.named_parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6, rtol=1e-4), name
