@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -60,3 +61,32 @@ def test_learner_step_reaches_the_engine(engine, tiny_model: Path) -> None:
     after_engine, after_learner = engine.score(prompt, fixed), learner.score(prompt, fixed)
     assert _max_diff(after_engine, after_learner) < LOGPROB_TOL
     assert _max_diff(after_engine, before) > 0.1  # the engine really runs the new weights
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.6])
+def test_engine_draws_follow_its_sampling_distribution(engine, top_p: float) -> None:
+    # On CPU the engine samples by inverse CDF (rl.rollout.cpu_sampler); each draw's reported logprob is that
+    # token's probability under the distribution sampled from (after temperature and top-p), so over many one-token
+    # draws every frequent token's count must match n·p, and the tokens seen must hold nearly all the mass.
+    # Temperature 0.1 sharpens the tiny random model's near-uniform next-token distribution (top p ≈ 0.17).
+    from vllm.v1.sample.ops.topk_topp_sampler import TopKTopPSampler
+
+    from rl.rollout import cpu_sampler
+
+    assert TopKTopPSampler.forward_cpu is cpu_sampler.forward_cpu
+    n = 2000
+    group = engine.generate([list(range(40, 52))], SamplingSpec(n=n, max_new_tokens=1, temperature=0.1,
+                                                                         top_p=top_p))[0]
+    prob: dict[int, float] = {}
+    count: dict[int, int] = {}
+    for c in group:
+        token = c.token_ids[0]
+        prob[token] = math.exp(c.logprobs[0])
+        count[token] = count.get(token, 0) + 1
+    unseen_mass = 1.0 - sum(prob.values())
+    assert unseen_mass < 0.15
+    frequent = [t for t in prob if n * prob[t] >= 20]
+    assert len(frequent) >= 3
+    for t in frequent:
+        p = prob[t]
+        assert abs(count[t] - n * p) < 5 * math.sqrt(n * p * (1 - p)), (t, count[t], n * p)

@@ -250,6 +250,10 @@ class VLLMEngine(RolloutEngine):
             else {"kv_cache_memory_bytes": int(kv_cache_gib * 2**30)}
         )
         block_size = block_size or (None if on_gpu else CPU_BLOCK_SIZE)
+        if not on_gpu:
+            from rl.rollout import cpu_sampler
+
+            cpu_sampler.install()  # inverse-CDF draws from the log-probabilities vLLM computes anyway (3x faster)
         self.llm = LLM(
             model=model_path,
             dtype=dtype,
