@@ -82,6 +82,7 @@ class Learner:
                                                  delta=e.delta, total_steps=trainer_cfg.max_steps, coef_max=e.coef_max)
         self._last_entropy: float | None = None
         self._cov_generator = torch.Generator().manual_seed(trainer_cfg.seed)
+        _allocate_optimizer_state(self.optimizer)
         if resume_from is not None:
             self._load_training_state(Path(resume_from))
 
@@ -323,6 +324,26 @@ class Learner:
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+@torch.no_grad()
+def _allocate_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Create AdamW's moments (and touch a gradient's worth of memory) now, with an update of learning rate 0 on
+    zero gradients, then reset its step count: nothing changes (p − 0·update, p·(1 − 0·wd)). Lazily created in
+    the first step, the ~1 GiB of moments of a 135M model took the memory the first step's activations had
+    freed, so the second step page-faulted ~1.2 GB afresh (measured on 2 CPU cores: 5.5 s against 3.2 s for the
+    steps after it); allocated before any activation, every later step reuses the first one's memory."""
+    lrs = [group["lr"] for group in optimizer.param_groups]
+    for group in optimizer.param_groups:
+        group["lr"] = 0.0
+        for p in group["params"]:
+            p.grad = torch.zeros_like(p)
+    optimizer.step()
+    for group, lr in zip(optimizer.param_groups, lrs):
+        group["lr"] = lr
+    for state in optimizer.state.values():
+        state["step"].zero_()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def _scatter(where: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

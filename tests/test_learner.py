@@ -259,3 +259,20 @@ def test_output_layer_on_loss_tokens_only_matches_the_full_logits(tiny_model: Pa
     assert m_sparse["kl_ref"] > 1e-4
     for (name, a), (_, b) in zip(sparse.policy.model.named_parameters(), full.policy.model.named_parameters()):
         assert torch.allclose(a.grad, b.grad, atol=1e-6, rtol=1e-4), name
+
+
+def test_optimizer_state_allocated_up_front_changes_no_update(tiny_model: Path, monkeypatch) -> None:
+    # The learner creates AdamW's moments at start-up (a learning-rate-0 update, step count reset); two real
+    # steps must then match an optimizer that creates them lazily, exactly, weight decay included.
+    import rl.learner
+
+    eager = _learner(tiny_model, weight_decay=0.1)
+    assert all(state["step"].item() == 0 for state in eager.optimizer.state.values())
+    monkeypatch.setattr(rl.learner, "_allocate_optimizer_state", lambda optimizer: None)
+    lazy = _learner(tiny_model, weight_decay=0.1)
+    assert not lazy.optimizer.state
+    for _ in range(2):
+        eager.train(_batch()), lazy.train(_batch())
+    for (name, a), (_, b) in zip(eager.policy.model.named_parameters(), lazy.policy.model.named_parameters()):
+        assert torch.equal(a, b), name
+    assert all(state["step"].item() == 2 for state in eager.optimizer.state.values())
