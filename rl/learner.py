@@ -147,10 +147,8 @@ class Learner:
             logits = self.policy.completion_logits(mb)
             logprobs, entropy = token_logprobs_and_entropy(logits, mb["targets"], temperature=self.temperature)
         else:  # the output layer and the vocabulary pass on loss-carrying tokens only (~20 % of GRPO's are padding)
-            logits, keep = None, mb["loss_mask"] > 0
-            lp, ent = token_logprobs_and_entropy(self.policy.completion_logits(mb, where=keep), mb["targets"][keep],
-                                                 temperature=self.temperature)
-            logprobs, entropy = _scatter(keep, lp), _scatter(keep, ent)
+            logits = None
+            logprobs, entropy = self._at_loss_tokens(self.policy, mb, token_logprobs_and_entropy)
         loss, micro_metrics = self.objective(mb, logits, logprobs, entropy, norms)
         loss.backward()
         sampler = mb.get("sampler_logprobs", mb["old_logprobs"])
@@ -266,10 +264,15 @@ class Learner:
 
     def _reference_logprobs(self, mb: dict[str, torch.Tensor]) -> torch.Tensor:
         """log π_ref [N, T] at the loss-carrying tokens (0 elsewhere)."""
-        keep = mb["loss_mask"] > 0
         with torch.no_grad(), self._autocast():
-            ref_logits = self.reference.completion_logits(mb, where=keep)
-            return _scatter(keep, token_logprobs(ref_logits, mb["targets"][keep], temperature=self.temperature))
+            return self._at_loss_tokens(self.reference, mb, token_logprobs)
+
+    def _at_loss_tokens(self, policy, mb: dict[str, torch.Tensor], stats):
+        """`stats` (`token_logprobs` or `token_logprobs_and_entropy`) of `policy` at the positions where `loss_mask`
+        is 1 only (the output layer never sees the others), each result scattered back to [N, T] with 0 elsewhere."""
+        keep = mb["loss_mask"] > 0
+        out = stats(policy.completion_logits(mb, where=keep), mb["targets"][keep], temperature=self.temperature)
+        return tuple(_scatter(keep, t) for t in out) if isinstance(out, tuple) else _scatter(keep, out)
 
     def _scaled(self, logits: torch.Tensor) -> torch.Tensor:
         """float32 logits at the sampling temperature (no division at 1: a pass over [N, T, V] and its backward),

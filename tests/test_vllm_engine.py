@@ -75,8 +75,8 @@ def test_engine_draws_follow_its_sampling_distribution(engine, top_p: float) -> 
 
     assert TopKTopPSampler.forward_cpu is cpu_sampler.forward_cpu
     n = 2000
-    group = engine.generate([list(range(40, 52))], SamplingSpec(n=n, max_new_tokens=1, temperature=0.1,
-                                                                         top_p=top_p))[0]
+    spec = SamplingSpec(n=n, max_new_tokens=1, temperature=0.1, top_p=top_p)
+    group = engine.generate([list(range(40, 52))], spec)[0]
     prob: dict[int, float] = {}
     count: dict[int, int] = {}
     for c in group:

@@ -1,6 +1,6 @@
 """Inverse-CDF sampling for vLLM's CPU sampler (installed by `VLLMEngine` on CPU).
 
-vLLM-CPU samples each decode step with a fused Gumbel-max kernel: one hashed uniform, a log and a log per
+vLLM-CPU samples each decode step with a fused Gumbel-max kernel: a hashed uniform and two logs (Gumbel noise) per
 vocabulary entry of every row. With `logprobs_mode="processed_logprobs"` (how our engines run: the learner needs
 the sampling distribution's log-probabilities) vLLM has already computed log p for the whole [B, V] at that point,
 so a draw needs only p = exp(log p), its running sum and one uniform per row: u·Σp located by binary search. On 2
