@@ -195,6 +195,15 @@ class BubblewrapSandbox(Sandbox):
         self.bwrap = found
         self.python = python or sys.executable
         self.ro_paths = _outermost(["/usr", *_interpreter_dirs(self.python), *ro_paths])
+        if WORKDIR in self.ro_paths:
+            raise ValueError(
+                f"cannot bind {WORKDIR} read-only into the sandbox: it is the program's private working directory "
+                f"and binding it would show the host's {WORKDIR}. Move the interpreter (or ro_paths entry) into a "
+                f"subdirectory of {WORKDIR} or elsewhere"
+            )
+        # Paths under WORKDIR are bound after its tmpfs is mounted (which would hide them); their top-level names
+        # are taken in the program's working directory.
+        self.under_workdir = [p for p in self.ro_paths if _inside(p, [WORKDIR])]
         self.site_packages = site_packages
         self.masked = [] if site_packages else _package_dirs(self.ro_paths)
         self.as_root = os.geteuid() == 0
@@ -203,19 +212,29 @@ class BubblewrapSandbox(Sandbox):
         self._checked = False
         self._lock = threading.Lock()
 
-    def _tree_args(self) -> list[str]:
-        args: list[str] = []
-        for path in self.ro_paths:
+    def _tree_args(self, mounts: list[str], root: bool = False) -> list[str]:
+        """Read-only binds of the host tree, with `mounts` (/proc, /dev and the tmpfs on WORKDIR) in between.
+
+        A mount hides what was bound below its mount point, so paths under WORKDIR (an interpreter or venv in
+        /tmp) are bound after the tmpfs: the program still sees only its own tmpfs plus those read-only binds.
+        root: the privileged outer tree, whose parent directories must be traversable by the sandbox uid.
+        """
+        before = [p for p in self.ro_paths if p not in self.under_workdir]
+        args = _traversable_parents(before) if root else []
+        for path in before:
             args += ["--ro-bind", path, path]
         for link in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
             if os.path.islink(link) and not any(link == p for p in self.ro_paths):
                 args += ["--symlink", os.readlink(link), link]
+        args += mounts + (_traversable_parents(self.under_workdir) if root else [])
+        for path in self.under_workdir:
+            args += ["--ro-bind", path, path]
         return args
 
     def _outer_args(self) -> list[str]:
         """Privileged bwrap that only builds a file tree the unprivileged one can traverse, then drops root."""
-        args = [self.bwrap, "--die-with-parent"] + _traversable_parents(self.ro_paths) + self._tree_args()
-        args += ["--bind", "/proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        args = [self.bwrap, "--die-with-parent"]
+        args += self._tree_args(["--bind", "/proc", "/proc", "--dev", "/dev", "--tmpfs", WORKDIR], root=True)
         if not _inside(self.bwrap, self.ro_paths):  # the inner bwrap must exist in this tree too
             args += _traversable_parents([self.bwrap]) + ["--ro-bind", self.bwrap, self.bwrap]
         setpriv = shutil.which("setpriv", path="/usr/bin:/bin")
@@ -235,10 +254,12 @@ class BubblewrapSandbox(Sandbox):
         args += ["--new-session", "--uid", uid, "--gid", uid, "--hostname", "sandbox", "--clearenv"]
         for key, value in env.items():
             args += ["--setenv", key, value]
-        args += ["--info-fd", str(info_fd)] + self._tree_args()
-        for path in self.masked:
+        args += ["--info-fd", str(info_fd)]
+        args += self._tree_args(
+            ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmpfs_bytes), "--tmpfs", WORKDIR]
+        )
+        for path in self.masked:  # after every bind, so a venv bound under WORKDIR is masked too
             args += ["--tmpfs", path, "--remount-ro", path]
-        args += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmpfs_bytes), "--tmpfs", WORKDIR]
         for name, fd in file_fds.items():
             args += ["--perms", "0444", "--ro-bind-data", str(fd), f"{WORKDIR}/{name}"]
         # The root tmpfs and /dev are owned by the sandbox uid and unbounded in size: make them read-only.
@@ -269,6 +290,12 @@ class BubblewrapSandbox(Sandbox):
 
     def _launch(self, argv, limits, files, stdin, control, report_bytes) -> RunResult:
         _check_names(files)
+        taken = {os.path.relpath(p, WORKDIR).split("/")[0] for p in self.under_workdir}
+        if taken & set(files):
+            raise ValueError(
+                f"sandbox file names {sorted(taken & set(files))} clash with the read-only paths bound under "
+                f"{WORKDIR} ({self.under_workdir}): rename the files"
+            )
         file_fds: dict[str, int] = {}
         try:
             for name, data in files.items():
