@@ -1,9 +1,11 @@
 """Configuration of distillation runs: pydantic models only (no torch, Ray or vLLM import; `--help` is instant).
 
-On-policy (`OnPolicyConfig`) reuses GRPO's sections (`rl/config.py`): `student` is a `model` section, `data`,
+On-policy (`OnPolicyConfig`) is a `rl.config.RunConfig` like GRPO's: `student` is a `model` section, `data`,
 `rollout`, `trainer`, `algorithm` (the policy-gradient loss that carries `sampled_kl` and task rewards),
-`rewards` and `eval` mean exactly what they mean for `rl.grpo`. New: `teacher` and `loss` (a tagged union on
-`loss.type`). Off-policy (`OffPolicyConfig`): a teacher generation stage and a TRL SFT stage.
+`rewards` and `eval` mean exactly what they mean for `rl.grpo`, and the keys it does not implement
+(`NOT_IMPLEMENTED`) are errors naming them. New: `teacher` and `loss` (a tagged union on `loss.type`).
+Off-policy (`OffPolicyConfig`): a teacher generation stage (its engine an `rl.config.EngineConfig`) and a TRL
+SFT stage.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from pydantic import Field, model_validator
 from rl.config import (
     AlgorithmConfig,
     DataConfig,
-    EvalConfig,
+    EngineConfig,
     ModelConfig,
     RewardConfig,
     RolloutConfig,
+    RunConfig,
     Strict,
-    TrainerConfig,
 )
 
 
@@ -82,9 +84,22 @@ class GKD(_LossBase):
 DistillLoss = Annotated[SampledKL | FullKL | GKD, Field(discriminator="type")]
 
 
-class OnPolicyConfig(Strict):
-    output_dir: str
-    """Run directory: resolved config, metrics.jsonl, TensorBoard events, curves.png, checkpoints/."""
+NOT_IMPLEMENTED: dict[str, str] = {
+    "rollout.max_staleness": "distillation steps are synchronous: the teacher scores what the current student "
+                             "just sampled",
+    "algorithm.dynamic_sampling": "every prompt group carries the teacher's signal; none is dropped",
+    "algorithm.dynamic_sampling_rounds": "it belongs to algorithm.dynamic_sampling, which distillation does not do",
+    "algorithm.mask_truncated": "the teacher's per-token signal is as valid on a cut completion as on a finished one",
+    "algorithm.kl_mode": "the KL to the start model can only be a loss term here (kl_mode: loss)",
+}
+"""`RunConfig` keys that `distill.onpolicy` does not implement → why; setting one to other than its default is an
+error naming it (rather than a key silently ignored)."""
+
+
+class OnPolicyConfig(RunConfig):
+    key_order = ("output_dir", "student", "teacher", "data", "rollout", "trainer", "loss", "algorithm", "rewards",
+                 "eval", "tensorboard", "ray_address")
+
     student: ModelConfig
     """The model being trained (same keys as `rl.grpo`'s `model`)."""
     teacher: TeacherConfig
@@ -93,40 +108,39 @@ class OnPolicyConfig(Strict):
     """Training prompts (chat mode: `data.think_mode`)."""
     rollout: RolloutConfig = RolloutConfig()
     """Student sampling (vLLM or HF rollout workers)."""
-    trainer: TrainerConfig
-    """Optimisation and checkpointing."""
     loss: DistillLoss = SampledKL()
     """Distillation loss, by `type`: sampled_kl | full_kl | gkd."""
     algorithm: AlgorithmConfig = AlgorithmConfig()
     """Policy-gradient settings (clip range, KL to the start model) for `sampled_kl` and the task-reward term."""
     rewards: list[RewardConfig] = Field(default_factory=list)
     """Task rewards: measured every step (`reward_mean`), trained on when `loss.reward_weight` > 0."""
-    eval: EvalConfig | None = None
-    """Greedy held-out evaluation (accuracy under the first reward) before, during and after training."""
-    tensorboard: bool = True
-    """Also write metrics as TensorBoard events under `output_dir/tb`."""
-    ray_address: str | None = None
-    """Connect to an existing Ray cluster (default: start a local one sized to this machine)."""
+
+    @model_validator(mode="after")
+    def _implemented(self) -> OnPolicyConfig:
+        for key, why in NOT_IMPLEMENTED.items():
+            section, name = key.split(".")
+            owner = getattr(self, section)
+            value, default = getattr(owner, name), type(owner).model_fields[name].default
+            if value != default:
+                raise ValueError(f"{key}={value!r} is not implemented by distill.onpolicy ({why}); remove it "
+                                 f"(default {default!r})")
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> OnPolicyConfig:
         if self.loss.reward_weight > 0 and not self.rewards:
             raise ValueError(f"loss.reward_weight={self.loss.reward_weight} needs at least one entry in `rewards`")
-        if self.eval is not None and not self.rewards:
-            raise ValueError("eval needs `rewards`: held-out accuracy is the mean of the first reward")
         if self.loss.kl_coef == 0 and self.loss.reward_weight == 0:
             raise ValueError("loss.kl_coef and loss.reward_weight are both 0: nothing to train on")
-        budget, answer = self.rollout.thinking_budget, self.rollout.max_answer_tokens
-        if (budget is None) != (answer is None):
-            raise ValueError("rollout.thinking_budget and rollout.max_answer_tokens go together: set both or neither")
-        if budget is not None and self.data.think_mode == "off":
-            raise ValueError("rollout.thinking_budget needs data.think_mode: think, no_think or mixed (it is off)")
         return self
 
 
-class GenerateConfig(Strict):
-    backend: Literal["vllm", "hf"] = "vllm"
-    """Engine the teacher generates with."""
+class GenerateConfig(EngineConfig):
+    key_order = ("backend", "n", "max_prompts", "max_new_tokens", "temperature", "top_p", "keep_truncated",
+                 "min_reward", "kv_cache_gib", "gpu_memory_utilization", "enforce_eager", "dtype", "seed")
+
+    dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    """Dtype of the teacher's weights in the engine."""
     n: int = Field(1, ge=1)
     """Responses sampled per prompt."""
     max_prompts: int | None = Field(None, ge=1)
@@ -141,10 +155,6 @@ class GenerateConfig(Strict):
     """Keep responses cut at `max_new_tokens` (they end mid-sentence and teach the student not to stop)."""
     min_reward: float | None = None
     """Keep only responses whose weighted reward (the `rewards` section) is at least this; null = keep all."""
-    kv_cache_gib: float = Field(1.0, gt=0.0)
-    """vLLM on CPU: GiB of RAM for the KV cache."""
-    gpu_memory_utilization: float = Field(0.5, gt=0.0, le=1.0)
-    """vLLM on GPU: fraction of GPU memory for the engine."""
     seed: int = 0
     """Sampling seed."""
 

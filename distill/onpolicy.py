@@ -26,20 +26,17 @@ from pathlib import Path
 from typing import Any
 
 from distill.config import OnPolicyConfig
-from rl.config_io import ConfigError, build_arg_parser, dump_config, load_config
+from rl.config_io import ConfigError, build_arg_parser, load_config
 from rl.data import DataError
+from rl.session import RunInputs, Session, load_run_inputs
 
 
 @dataclass
-class Inputs:
-    """Everything validated before any model loads."""
+class Inputs(RunInputs):
+    """`RunInputs` and both models' resolved paths, validated before any model loads."""
 
-    rows: list[dict]
-    eval_rows: list[dict]
-    rewards: Any  # rewards.WeightedRewards, or None
-    primary_reward: str | None
-    student_path: str
-    teacher_path: str
+    student_path: str = ""
+    teacher_path: str = ""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,143 +58,75 @@ def main(argv: list[str] | None = None) -> None:
 def preflight(cfg: OnPolicyConfig) -> Inputs:
     """Fail fast: model paths, the shared vocabulary (tokenizer files only), the weight-sync backend's GPUs, data
     rows, rewards and their columns."""
-    from distill.common import build_rewards, check_student_teacher
-    from rl.data import load_rows
-    from rl.weight_sync import check_weight_sync
+    from distill.common import check_student_teacher
 
     student_path, teacher_path = check_student_teacher(cfg.student.path, cfg.teacher.path)
-    check_weight_sync(cfg.rollout)
-    rows = load_rows(cfg.data.train)
-    eval_rows = load_rows(cfg.eval.data)[: cfg.eval.max_prompts] if cfg.eval else []
-    rewards, primary = build_rewards(cfg.rewards, [rows, eval_rows])
-    return Inputs(rows, eval_rows, rewards, primary, student_path, teacher_path)
+    run = load_run_inputs(cfg)
+    return Inputs(run.rows, run.eval_rows, run.rewards, student_path, teacher_path)
 
 
-class Run:
-    """The live pieces: tokenizer, encoded prompts, data cursor, the learner / teacher / rollout actors, metrics.
-    Attribute names follow `rl.grpo.Run`, whose sampling, evaluation and checkpoint helpers run on it."""
+@dataclass
+class Distillation:
+    """The run's live pieces (`rl.session.Session`) and the teacher actor beside them."""
 
-    def __init__(self, cfg: OnPolicyConfig, inputs: Inputs):
-        from transformers import AutoTokenizer
-
-        from distill.actors import GPU_TENANTS, start_teacher
-        from distill.learner import DistillLearner
-        from rl.actors import RolloutGroup, init_ray, start_learner
-        from rl.checkpoint import latest_checkpoint, load_state
-        from rl.data import PromptStream
-        from rl.grpo import encode_prompts
-        from rl.tracking import MetricsLog
-        from rl.weight_sync import make_weight_sync
-
-        self.cfg, self.inputs, self.out = cfg, inputs, Path(cfg.output_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, self.out / "config.yaml")
-        self.tokenizer = AutoTokenizer.from_pretrained(inputs.student_path)
-        if cfg.data.thinking_template:
-            from rl.chat import use_thinking_template
-
-            use_thinking_template(self.tokenizer)
-        self.train_set = encode_prompts(inputs.rows, self.tokenizer, cfg, cfg.data.train)
-        self.eval_set = encode_prompts(inputs.eval_rows, self.tokenizer, cfg, cfg.eval.data if cfg.eval else "")
-        self.budget = None
-        if cfg.rollout.thinking_budget is not None:
-            from rl.rollout.budget import thinking_budget_for
-
-            self.budget = thinking_budget_for(self.tokenizer, cfg.rollout.thinking_budget, cfg.rollout.max_answer_tokens)
-        self.max_completion_tokens = self.budget.max_completion_tokens if self.budget else cfg.rollout.max_new_tokens
-        checkpoint = latest_checkpoint(self.out)
-        state = load_state(checkpoint) if checkpoint else {}
-        self.start_step = state.get("step", 0)
-        self.stream = PromptStream(len(inputs.rows), seed=cfg.trainer.seed, shuffle=cfg.data.shuffle)
-        if state:
-            self.stream.load_state_dict(state["data"])
-        self.stream_checkpoint = None  # no prefetching here: checkpoints record the live cursor
-        init_ray(cfg.ray_address)
-        self.weight_sync = make_weight_sync(cfg.rollout)
-        # on a single GPU the teacher shares it with the learner and the rollout workers (their extra_gpu_tenants)
-        self.learner = start_learner(inputs.student_path, cfg.student, cfg.trainer, cfg.algorithm,
-                                     cfg.rollout.temperature, resume_from=str(checkpoint) if checkpoint else None,
-                                     max_completion_tokens=self.max_completion_tokens, num_workers=cfg.rollout.workers,
-                                     extra_gpu_tenants=GPU_TENANTS, learner_cls=DistillLearner, loss_cfg=cfg.loss)
-        self.teacher = start_teacher(inputs.teacher_path, cfg.teacher, workers=cfg.rollout.workers,
-                                     temperature=cfg.rollout.temperature, top_k=cfg.loss.top_k or 1,
-                                     seed=cfg.trainer.seed)
-        longest = max(len(p) for p in self.train_set.ids + self.eval_set.ids)
-        self.rollout = RolloutGroup(cfg.rollout.workers, cfg.rollout.backend, dict(
-            model_path=inputs.student_path, dtype=cfg.student.dtype, seed=cfg.trainer.seed,
-            max_model_len=longest + max(self.max_completion_tokens, (cfg.eval.max_new_tokens or 0) if cfg.eval else 0),
-            kv_cache_gib=cfg.rollout.kv_cache_gib, gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
-            enforce_eager=cfg.rollout.enforce_eager, **self.weight_sync.engine_kwargs), extra_gpu_tenants=GPU_TENANTS)
-        self.weight_sync.connect(self.learner, self.rollout.workers)
-        if checkpoint:
-            self.weight_sync.push()
-        self.log = MetricsLog(self.out, cfg.tensorboard, resume_step=self.start_step)
-        self.resumed_from = checkpoint
+    session: Session
+    teacher: Any
 
 
 def train(cfg: OnPolicyConfig, inputs: Inputs) -> None:
-    import ray
+    from distill.actors import GPU_TENANTS, start_teacher
+    from distill.learner import DistillLearner
+    from rl.tracking import eval_summary, text_curve
 
-    from rl.grpo import _console, _print_eval_summary, _progress, evaluate, save
-    from rl.tracking import text_curve
+    # on a single GPU the teacher shares it with the learner and the rollout workers (their extra_gpu_tenants)
+    session = Session(cfg, inputs, model=cfg.student, model_path=inputs.student_path, learner_cls=DistillLearner,
+                      learner_kwargs={"loss_cfg": cfg.loss}, extra_gpu_tenants=GPU_TENANTS)
+    teacher = start_teacher(inputs.teacher_path, cfg.teacher, workers=cfg.rollout.workers,
+                            temperature=cfg.rollout.temperature, top_k=cfg.loss.top_k or 1, seed=cfg.trainer.seed)
+    run = Distillation(session, teacher)
 
-    run = Run(cfg, inputs)
-    console = _console()
-    if run.resumed_from:
-        console.print(f"resuming from {run.resumed_from} (step {run.start_step})")
-    elif cfg.eval:
-        run.log.log({"step": 0, **evaluate(run)})
-        console.print(f"step 0: held-out accuracy {run.log.records[-1]['eval_accuracy']:.3f}")
-    with _progress(console) as progress:
-        task = progress.add_task("distill", total=cfg.trainer.max_steps, completed=run.start_step)
-        for step in range(run.start_step + 1, cfg.trainer.max_steps + 1):
-            record = distill_step(run, step)
-            if cfg.eval and (step == cfg.trainer.max_steps or (cfg.eval.every and step % cfg.eval.every == 0)):
-                record.update(evaluate(run))
-            run.log.log(record)
-            if step % cfg.trainer.save_every == 0 or step == cfg.trainer.max_steps:
-                save(run, step)
-            kl = record.get("kl_teacher")
-            progress.update(task, advance=1, description="distill" + (f" KL {kl:.3f}" if kl is not None else ""))
-            console.print(_step_line(record))
-    run.log.close()
-    plot_distill_curves(run.log.records, run.out / "curves.png")
-    console.print("KL to the teacher per step:\n" + text_curve(run.log.records, key="kl_teacher"))
-    _print_eval_summary(console, run.log.records)
-    ray.shutdown()
+    def describe(r: dict) -> str:
+        return "distill" + (f" KL {r['kl_teacher']:.3f}" if r.get("kl_teacher") is not None else "")
+
+    records = session.run(lambda step: distill_step(run, step), title="distill", describe=describe, line=step_line)
+    plot_distill_curves(records, session.out / "curves.png")
+    session.console.print("KL to the teacher per step:\n" + text_curve(records, key="kl_teacher"))
+    if summary := eval_summary(records):
+        session.console.print(summary)
+    session.close()
 
 
-def distill_step(run: Run, step: int) -> dict[str, Any]:
+def distill_step(run: Distillation, step: int) -> dict[str, Any]:
     """rollout (student, or teacher on GKD's off-policy steps) → teacher scores → rewards → update → sync."""
     import ray
 
-    from rl.grpo import score_completions
-
-    cfg = run.cfg
+    session = run.session
+    cfg = session.cfg
     t0 = time.perf_counter()
-    prompts = run.stream.take(cfg.data.prompts_per_step)
+    prompts = session.stream.take(cfg.data.prompts_per_step)
     rows_idx = [i for i in prompts for _ in range(cfg.rollout.n)]
     on_policy = is_on_policy_step(cfg, step)
-    completions = sample_step(run, [run.train_set.ids[i] for i in prompts], on_policy)
+    completions = sample_step(run, [session.train_set.ids[i] for i in prompts], on_policy)
     t1 = time.perf_counter()
-    prompt_ids = [run.train_set.ids[i] for i in rows_idx]
+    prompt_ids = [session.train_set.ids[i] for i in rows_idx]
     full = cfg.loss.type != "sampled_kl" and cfg.loss.top_k is None
     scores_ref, dense_ref = run.teacher.score.options(num_returns=2).remote(
         prompt_ids, [c.token_ids for c in completions], full)
     rewards, reward_metrics = [0.0] * len(completions), {}
-    if run.inputs.rewards is not None:
-        rewards, reward_metrics = score_completions(run, run.train_set, rows_idx, completions, step)
+    if session.rewards.specs:
+        graded = session.score(session.train_set, rows_idx, completions, step)
+        rewards, reward_metrics = graded.totals, graded.metrics
     scores = ray.get(scores_ref)
     t2 = time.perf_counter()
     batch = make_batch(cfg, prompt_ids, completions, scores, rewards, on_policy)
-    train_metrics = ray.get(run.learner.train_distill.remote(batch, step, dense_ref))
+    train_metrics = ray.get(session.learner.train_distill.remote(batch, step, dense_ref))
     t3 = time.perf_counter()
-    run.weight_sync.push()
+    session.weight_sync.push()
     t4 = time.perf_counter()
     times = {"time_step_s": t4 - t0, "time_rollout_s": t1 - t0, "time_teacher_reward_s": t2 - t1,
              "time_train_s": t3 - t2, "time_sync_s": t4 - t3}
     record = {"step": step, "on_policy": float(on_policy), **train_metrics,
-              **completion_metrics(completions, scores, rewards if run.inputs.rewards else None, on_policy),
+              **completion_metrics(completions, scores, rewards if session.rewards.specs else None, on_policy),
               **times, **reward_metrics}
     return record
 
@@ -208,19 +137,20 @@ def is_on_policy_step(cfg: OnPolicyConfig, step: int) -> bool:
     return fraction >= 1.0 or random.Random(cfg.trainer.seed * 1_000_003 + step).random() < fraction
 
 
-def sample_step(run: Run, prompt_ids: list[list[int]], on_policy: bool) -> list:
+def sample_step(run: Distillation, prompt_ids: list[list[int]], on_policy: bool) -> list:
     """`rollout.n` completions per prompt, flattened: the student's (through the thinking budget if one is set),
     or on GKD's off-policy steps the teacher's own samples."""
     import ray
 
-    from rl.grpo import sample
     from rl.rollout import SamplingSpec
 
-    r = run.cfg.rollout
+    session = run.session
+    r = session.cfg.rollout
     spec = SamplingSpec(n=r.n, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p)
     if on_policy:
-        return sample(run, prompt_ids, spec)
-    spec = SamplingSpec(n=r.n, max_new_tokens=run.max_completion_tokens, temperature=r.temperature, top_p=r.top_p)
+        return session.sample(prompt_ids, spec)
+    spec = SamplingSpec(n=r.n, max_new_tokens=session.max_completion_tokens, temperature=r.temperature,
+                        top_p=r.top_p)
     return [c for group in ray.get(run.teacher.generate.remote(prompt_ids, spec)) for c in group]
 
 
@@ -300,7 +230,8 @@ def plot_distill_curves(records: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _step_line(r: dict) -> str:
+def step_line(r: dict) -> str:
+    """The console line of one step."""
     parts = [f"step {r['step']}:"]
     if r.get("kl_teacher") is not None:
         parts.append(f"KL {r['kl_teacher']:.3f}")

@@ -1,11 +1,6 @@
-"""The reward contract: loading functions by name / path, checking them before any model loads, `Failed`.
-
-    fn(prompts: list, completions: list, **columns) -> list[float | None | Failed]
-
-A value is a reward; `None` means "not applicable to this sample"; `Failed(reason)` means "could not be graded"
-(a verifier timeout, an HTTP error, an unparseable judge reply): like `None` it is left out of the weighted sum,
-but it is counted as an error in the metrics. Plain TRL reward functions never return `Failed` and work unchanged.
-"""
+"""Reward functions by name or path: the built-ins (`BUILTINS`), loading a user's `module:function` or
+`file.py:function`, and checking its signature, options and the dataset columns it reads before any model
+loads. The contract itself is `rewards.contract`."""
 
 from __future__ import annotations
 
@@ -13,19 +8,14 @@ import difflib
 import importlib
 import importlib.util
 import inspect
-import math
 import re
 import sys
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
 
 from rewards import ifeval, rules
 from rewards.boxed import boxed_format, boxed_int_match
-
-RewardFn = Callable[..., Any]
-OnError = Literal["raise", "skip"]
+from rewards.contract import DRIVER_COLUMNS, OnError, RewardFn
 
 BUILTINS: dict[str, RewardFn] = {
     "math": rules.math_reward,
@@ -38,21 +28,7 @@ BUILTINS: dict[str, RewardFn] = {
     "boxed_format": boxed_format,
 }
 
-# Keyword arguments the GRPO driver adds to the dataset columns on every call.
-DRIVER_COLUMNS = frozenset({"completion_ids", "step", "rendered_prompt", "max_completion_tokens"})
 _CONTRACT = ("prompts", "completions")
-
-
-@dataclass(frozen=True)
-class Failed:
-    """A sample the reward could not grade (infrastructure outcome, not a reward): `reason` says why."""
-
-    reason: str
-
-
-class RewardError(RuntimeError):
-    """A reward function raised (or returned something outside the contract); the message names the reward,
-    the sample index and the start of its prompt."""
 
 
 @dataclass
@@ -177,26 +153,3 @@ def needed_columns(func: RewardFn, kwargs: dict) -> tuple[str, ...]:
         elif p.default is p.empty and p.name not in kwargs and p.name not in DRIVER_COLUMNS:
             needed.append(p.name)
     return tuple(needed)
-
-
-def validated(values: Any, n: int, label: str) -> list[float | None | Failed | ValueError]:
-    """Check a reward's output: a sequence of n values, each a finite number, None or Failed.
-
-    A wrong length raises ValueError (the whole batch is unusable); a bad single value becomes a ValueError
-    in its slot, so the caller can name the sample.
-    """
-    if isinstance(values, str | bytes) or not isinstance(values, Sequence) or len(values) != n:
-        got = f"{len(values)} values" if isinstance(values, Sequence) else f"a {type(values).__name__}"
-        raise ValueError(f"reward {label!r} returned {got} for {n} completions (it must return one value each)")
-    out: list[float | None | Failed | ValueError] = []
-    for v in values:
-        if v is None or isinstance(v, Failed):
-            out.append(v)
-            continue
-        try:
-            x = float(v)
-        except (TypeError, ValueError):
-            out.append(ValueError(f"returned {v!r}, not a number"))
-            continue
-        out.append(x if math.isfinite(x) else ValueError(f"returned {x}"))
-    return out

@@ -1,11 +1,35 @@
-"""From one `rewards:` config entry to a checked `RewardSpec` (before any model loads)."""
+"""From `rewards:` config entries to checked rewards (before any model loads): `build_spec` for one entry,
+`from_config` for a run's whole list (columns checked against its data, labels distinct)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from rewards.base import OnError, RewardSpec, function_spec
-from rewards.settings import JudgeSettings, RewardModelSettings
+from rewards.base import RewardSpec, function_spec
+from rewards.contract import DRIVER_COLUMNS, OnError
+from rewards.runner import WeightedRewards
+from rewards.settings import JudgeSettings, RewardConfig, RewardModelSettings
+
+
+def from_config(entries: list[RewardConfig], row_sets: list[list[dict]]) -> WeightedRewards:
+    """The weighted sum of the configured rewards (none: an empty sum). Each entry's dataset columns are checked
+    against every non-empty row set it will score (training and held-out rows). ValueError naming `rewards.<i>`
+    (or `rewards` for a clash between entries) before anything loads."""
+    available = [(set().union(*rows) - {"prompt"}) | DRIVER_COLUMNS for rows in row_sets if rows]
+    specs = []
+    for i, r in enumerate(entries):
+        try:
+            spec = build_spec(name=r.name, fn=r.fn, judge=r.judge, model=r.model, weight=r.weight,
+                              kwargs=r.kwargs, on_error=r.on_error, label=r.label, worker=r.worker)
+            for columns in available:
+                spec.check_columns(columns)
+        except ValueError as e:
+            raise ValueError(f"rewards.{i}: {e}") from None
+        specs.append(spec)
+    try:
+        return WeightedRewards(specs)
+    except ValueError as e:
+        raise ValueError(f"rewards: {e}") from None
 
 
 def build_spec(

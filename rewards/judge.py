@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from rewards.base import Failed
+from rewards.contract import Failed
 from rewards.settings import JudgeSettings
 from rewards.text import after_thinking, answer_part, completion_text, last_boxed, prompt_text
 

@@ -12,13 +12,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from rewards.contract import Failed
 from rewards.text import after_thinking, completion_text, prompt_text, think_mode
-
-
-def _failed(reason: str):
-    from rewards.base import Failed  # base imports this module: import at call time
-
-    return Failed(reason)
 
 
 def math_reward(
@@ -43,7 +38,7 @@ def math_reward(
     ) if idx else []
     out: list = [None] * len(completions)
     for i, v in zip(idx, verdicts):
-        out[i] = v.score if v.is_reward else _failed(f"math verifier {v.status}: {v.detail}")
+        out[i] = v.score if v.is_reward else Failed(f"math verifier {v.status}: {v.detail}")
     return out
 
 
@@ -66,7 +61,7 @@ def code(
     ) if idx else []
     out: list = [None] * len(completions)
     for i, v in zip(idx, verdicts):
-        out[i] = v.score if v.is_reward else _failed(f"code verifier {v.status}: {v.detail}")
+        out[i] = v.score if v.is_reward else Failed(f"code verifier {v.status}: {v.detail}")
     return out
 
 

@@ -24,13 +24,27 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any
 
-from rewards.base import Failed, RewardError, RewardFn, RewardSpec, validated
+from rewards.base import RewardSpec
+from rewards.contract import Failed, RewardError, RewardFn, validated
 from rewards.text import prompt_text
 
 log = logging.getLogger("rewards")
+
+
+@dataclass
+class Scores:
+    """One batch scored: per completion k, `totals[k]` = Σ w_i r_i(k) over the rewards that gave a value;
+    `values[label][k]` = that reward's own value (None: not applicable, or not graded); `metrics` as logged;
+    `texts` the decoded completions when scored from token ids (`score_rows`)."""
+
+    totals: list[float]
+    metrics: dict[str, float]
+    values: dict[str, list[float | None]]
+    texts: list[str] | None = None
 
 
 class WeightedRewards:
@@ -45,25 +59,53 @@ class WeightedRewards:
         self.specs = specs
         self._pool = ThreadPoolExecutor(max_workers=max(len(specs), 1), thread_name_prefix="reward")
 
+    @property
+    def primary(self) -> str | None:
+        """The first reward's label: held-out accuracy, pass@k and the data tools judge correctness by it."""
+        return self.specs[0].label if self.specs else None
+
     def __call__(self, prompts: list, completions: list, columns: dict[str, Any]) -> tuple[list[float], dict]:
         """Returns (total reward per sample, metrics `reward/<label>/mean|none_rate|errors|time_s`).
 
         `columns` maps a name to one value per completion (a list) or to one value for all (e.g. `step`).
         """
+        scores = self.score(prompts, completions, columns)
+        return scores.totals, scores.metrics
+
+    def score_rows(self, rows: list[dict], completion_ids: list[list[int]], tokenizer: Any, *,
+                   rendered_prompts: list[str], step: int, max_completion_tokens: int) -> Scores:
+        """Score completion k (token ids, decoded here) of dataset row `rows[k]` as the contract says: prompts are
+        the rows' `prompt`s, completions are TRL-shaped (a chat prompt gets a one-message assistant list, a string
+        prompt a string), columns are every dataset column (None where a row lacks it) plus `completion_ids`,
+        `step`, `rendered_prompt` (the prompt after the chat template) and `max_completion_tokens`."""
+        texts = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+        prompts = [r["prompt"] for r in rows]
+        completions = [[{"role": "assistant", "content": t}] if isinstance(p, list) else t
+                       for p, t in zip(prompts, texts)]
+        names = dict.fromkeys(k for r in rows for k in r if k != "prompt")
+        columns: dict[str, Any] = {k: [r.get(k) for r in rows] for k in names}
+        columns.update(completion_ids=completion_ids, step=step, rendered_prompt=rendered_prompts,
+                       max_completion_tokens=max_completion_tokens)
+        return replace(self.score(prompts, completions, columns), texts=texts)
+
+    def score(self, prompts: list, completions: list, columns: dict[str, Any]) -> Scores:
+        """`__call__` with each reward's own values too."""
         results = _run(self._score_all(prompts, completions, columns))
         totals = [0.0] * len(completions)
         metrics: dict[str, float] = {}
+        values_by_label: dict[str, list[float | None]] = {}
         for spec, (values, errors, seconds, logged) in zip(self.specs, results):
             present = [v for v in values if v is not None]
             for i, v in enumerate(values):
                 if v is not None:
                     totals[i] += spec.weight * v
+            values_by_label[spec.label] = values
             metrics[f"reward/{spec.label}/mean"] = sum(present) / len(present) if present else float("nan")
             metrics[f"reward/{spec.label}/none_rate"] = 1.0 - len(present) / max(len(values), 1)
             metrics[f"reward/{spec.label}/errors"] = float(errors)
             metrics[f"reward/{spec.label}/time_s"] = seconds
             metrics.update({f"reward/{spec.label}/{k}": sum(v) / len(v) for k, v in logged.items()})
-        return totals, metrics
+        return Scores(totals, metrics, values_by_label)
 
     async def _score_all(self, prompts: list, completions: list, columns: dict) -> list[tuple]:
         return await asyncio.gather(*(self._score_one(s, prompts, completions, columns) for s in self.specs))

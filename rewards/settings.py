@@ -1,5 +1,5 @@
-"""Settings of the model-based rewards (`judge:` and `model:` entries of `rewards:`): pydantic only, so the
-config layer can import them without torch, Ray or vLLM."""
+"""Settings of a `rewards:` entry (`RewardConfig`) and of the model-based rewards (its `judge:` and `model:`):
+pydantic only, so the drivers' config layer imports them without torch, Ray or vLLM."""
 
 from __future__ import annotations
 
@@ -111,3 +111,37 @@ class RewardModelSettings(_Strict):
     """Run the model in a Ray actor (False: in the calling process)."""
     num_gpus: float = Field(0.0, ge=0.0)
     """GPUs (or a fraction) for the reward-model actor; 0 scores on CPU."""
+
+
+class RewardConfig(_Strict):
+    weight: float = 1.0
+    """Weight in the summed reward."""
+    name: str | None = None
+    """A built-in reward (see `rewards.BUILTINS`): math, code, format, overlong, length, instructions, ..."""
+    fn: str | None = None
+    """A user function: `package.module:function` or `path/to/file.py:function`."""
+    judge: JudgeSettings | None = None
+    """A judge LLM grading the final answer against the reference (OpenAI-compatible endpoint or local vLLM)."""
+    model: RewardModelSettings | None = None
+    """A learned reward model (sequence classifier with one label) scoring (prompt, response)."""
+    kwargs: dict = Field(default_factory=dict)
+    """Options of a `name:`/`fn:` reward, passed as keyword arguments on every call (built-ins check the names)."""
+    label: str | None = None
+    """Name in the metrics `reward/<label>/...` (default: the built-in name, function name, `judge` or
+    `reward_model`); needed when two entries would get the same one."""
+    on_error: Literal["raise", "skip"] = "raise"
+    """A reward that raises: `raise` stops the run naming the reward, the sample and its prompt; `skip` makes
+    that sample's value None and counts it in `reward/<label>/errors`."""
+    worker: bool = False
+    """Run this `name:`/`fn:` reward in a Ray worker process of its own (CPU-heavy Python rewards then run in
+    parallel with each other, outside the driver's GIL)."""
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> RewardConfig:
+        given = [k for k in ("name", "fn", "judge", "model") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("each rewards entry needs exactly one of `name:` (built-in), `fn:` (module:function), "
+                             f"`judge:` (judge LLM) or `model:` (reward model); got {', '.join(given) or 'none'}")
+        if self.kwargs and (self.judge is not None or self.model is not None):
+            raise ValueError(f"`kwargs:` is for name:/fn: rewards; put {given[0]} options under `{given[0]}:`")
+        return self

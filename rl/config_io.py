@@ -142,7 +142,7 @@ def describe(model: type[BaseModel], prefix: str = "") -> list[str]:
     """One line per leaf key: `key  type = default  doc`, nested sections expanded; each variant of a tagged-union
     section is listed under its own `type`, with its first docstring paragraph."""
     lines = []
-    for name, field in model.model_fields.items():
+    for name, field in fields_in_order(model):
         key = f"{prefix}{name}"
         variants = _models_in(field.annotation)
         if variants and not _is_list(field.annotation):
@@ -162,6 +162,13 @@ def describe(model: type[BaseModel], prefix: str = "") -> list[str]:
         default = "required" if field.is_required() else f"= {field.get_default(call_default_factory=True)!r}"
         lines.append(f"  {key}  ({_type_name(field.annotation)}, {default})  {field.description or ''}".rstrip())
     return lines
+
+
+def fields_in_order(model: type[BaseModel]) -> list[tuple[str, Any]]:
+    """(name, field) of a section: those in its `key_order` first, in that order, then the rest as declared."""
+    order = getattr(model, "key_order", ())
+    fields = model.model_fields
+    return [(n, fields[n]) for n in order if n in fields] + [(n, f) for n, f in fields.items() if n not in order]
 
 
 def _is_list(annotation: Any) -> bool:

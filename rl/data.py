@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,34 @@ def render_prompts(rows: list[dict], tokenizer: Any, *, system_prompt: str | Non
         texts.append(render(messages, tokenizer, enable_thinking=enable))
         modes.append("think" if thinking_enabled(messages, enable) else "no_think")
     return texts, modes
+
+
+def tokenize_prompts(tokenizer: Any, texts: list[str], max_prompt_tokens: int, source: str) -> list[list[int]]:
+    """Token ids of rendered prompts; a prompt over `max_prompt_tokens` is a DataError naming its row (rows are
+    never dropped silently)."""
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    for i, p in enumerate(ids, start=1):
+        if len(p) > max_prompt_tokens:
+            raise DataError(f"{source}: row {i} prompt is {len(p)} tokens > data.max_prompt_tokens={max_prompt_tokens}")
+    return ids
+
+
+@dataclass
+class PromptSet:
+    """Rows with their rendered prompt text, token ids and chat mode, computed once at start-up."""
+
+    rows: list[dict]
+    texts: list[str]
+    ids: list[list[int]]
+    modes: list[str]
+
+
+def encode_prompts(rows: list[dict], tokenizer: Any, data: Any, *, seed: int, source: str) -> PromptSet:
+    """Render (chat template / Qwen3 modes, `render_prompts`) and tokenize every row's prompt, as the training
+    data section `data` (`rl.config.DataConfig`) says; a too-long prompt is a DataError naming `source` and row."""
+    texts, modes = render_prompts(rows, tokenizer, system_prompt=data.system_prompt, think_mode=data.think_mode,
+                                  think_prob=data.think_prob, seed=seed)
+    return PromptSet(rows, texts, tokenize_prompts(tokenizer, texts, data.max_prompt_tokens, source), modes)
 
 
 class PromptStream:

@@ -1,4 +1,4 @@
-"""Run output: one JSON object per step in `metrics.jsonl`, TensorBoard events, `curves.png`, a text curve."""
+"""Run output: one JSON object per step in `metrics.jsonl`, TensorBoard events, `curves.png`, a text curve; the\nconsole and progress bar a run prints to."""
 
 from __future__ import annotations
 
@@ -84,3 +84,35 @@ def text_curve(records: list[dict[str, Any]], key: str = "reward_mean", width: i
     shown = points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])
     top = max(abs(v) for _, v in points) or 1.0
     return "\n".join(f"step {s:>5}  {v:7.3f}  {'█' * round(width * max(v, 0) / top)}" for s, v in shown)
+
+
+def console() -> Any:
+    """The rich console a run prints its step lines to."""
+    from rich.console import Console
+
+    # soft_wrap: one line per step even when stdout is a pipe (CI logs), where the width defaults to 80.
+    return Console(highlight=False, soft_wrap=True)
+
+
+def progress_bar(out: Any) -> Any:
+    """A rich progress bar (description, bar, steps done / total, elapsed, remaining) on the console `out`."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=out, transient=False)
+
+
+def eval_summary(records: list[dict[str, Any]]) -> str | None:
+    """"held-out accuracy: first (step a) → last (step b)" when the run evaluated at least twice."""
+    evals = [(r["step"], r["eval_accuracy"]) for r in records if r.get("eval_accuracy") is not None]
+    if len(evals) < 2:
+        return None
+    return f"held-out accuracy: {evals[0][1]:.3f} (step {evals[0][0]}) → {evals[-1][1]:.3f} (step {evals[-1][0]})"
+

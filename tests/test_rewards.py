@@ -214,7 +214,7 @@ def test_preflight_fails_before_any_model_loads(make_config) -> None:
         ("rewards=[{judge: {base_url: 'http://h/v1', model: m, api_key_env: NO_SUCH_KEY_VAR_XYZ}}]",
          "rewards.0: judge.api_key_env: environment variable 'NO_SUCH_KEY_VAR_XYZ' is not set"),
     ]:
-        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
             preflight(load_config(GRPOConfig, path, [override]))
     inputs = preflight(load_config(GRPOConfig, path, ["rewards=[{name: math}, {name: format, weight: 0.2}]"]))
     assert [s.label for s in inputs.rewards.specs] == ["math", "format"]

@@ -1,0 +1,189 @@
+"""The live pieces of a training run, shared by every driver that trains a policy with rollout workers
+(`rl.grpo`, `distill.onpolicy`): the tokenizer and the encoded prompts, the resumable data cursor, Ray with
+the learner actor, the rollout workers and the weight sync between them, the rewards, the metrics log and the
+console. A driver checks its inputs (`RunInputs`, built before any model loads), opens a `Session` with its
+learner class, and runs its own step function in `Session.run`, which owns the loop around it: held-out
+evaluation, metrics, checkpoints, progress and resuming.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rl.config import ModelConfig, RunConfig
+from rl.config_io import dump_config
+from rl.data import PromptSet, PromptStream, encode_prompts, load_rows
+
+
+@dataclass
+class RunInputs:
+    """Everything a run reads, validated before any model loads."""
+
+    rows: list[dict]
+    eval_rows: list[dict]
+    rewards: Any  # rewards.WeightedRewards (an empty sum when `rewards:` is empty)
+
+
+def load_run_inputs(cfg: RunConfig) -> RunInputs:
+    """Fail fast, naming the key / file / row: the weight sync's GPUs, the data rows, the rewards and the dataset
+    columns they read (checked against the training and the held-out rows)."""
+    import rewards
+    from rl.weight_sync import check_weight_sync
+
+    check_weight_sync(cfg.rollout)
+    rows = load_rows(cfg.data.train)
+    eval_rows = load_rows(cfg.eval.data)[: cfg.eval.max_prompts] if cfg.eval else []
+    return RunInputs(rows, eval_rows, rewards.from_config(cfg.rewards, [rows, eval_rows]))
+
+
+class Session:
+    """One run's live pieces. `model` is the policy's section (`model` / `student`) and `model_path` its resolved
+    path; `learner_cls` (default `rl.learner.Learner`) gets `learner_kwargs` too; `extra_gpu_tenants` are other
+    actors the driver adds on a single shared GPU (a distillation teacher)."""
+
+    def __init__(self, cfg: RunConfig, inputs: RunInputs, *, model: ModelConfig, model_path: str,
+                 learner_cls: type | None = None, learner_kwargs: dict[str, Any] | None = None,
+                 extra_gpu_tenants: int = 0):
+        from transformers import AutoTokenizer
+
+        from rl.actors import RolloutGroup, init_ray, start_learner
+        from rl.checkpoint import latest_checkpoint, load_state
+        from rl.rollout import engine_kwargs
+        from rl.tracking import MetricsLog, console
+        from rl.weight_sync import make_weight_sync
+
+        self.cfg, self.inputs, self.rewards, self.out = cfg, inputs, inputs.rewards, Path(cfg.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, self.out / "config.yaml")
+        self.console = console()
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        if cfg.data.thinking_template:
+            from rl.chat import use_thinking_template
+
+            use_thinking_template(self.tokenizer)
+        self.train_set = encode_prompts(inputs.rows, self.tokenizer, cfg.data, seed=cfg.trainer.seed,
+                                        source=cfg.data.train)
+        self.eval_set = encode_prompts(inputs.eval_rows, self.tokenizer, cfg.data, seed=cfg.trainer.seed,
+                                       source=cfg.eval.data if cfg.eval else "")
+        self.budget = None
+        if cfg.rollout.thinking_budget is not None:
+            from rl.rollout.budget import thinking_budget_for
+
+            self.budget = thinking_budget_for(self.tokenizer, cfg.rollout.thinking_budget, cfg.rollout.max_answer_tokens)
+        self.max_completion_tokens = self.budget.max_completion_tokens if self.budget else cfg.rollout.max_new_tokens
+
+        self.resumed_from = latest_checkpoint(self.out)
+        state = load_state(self.resumed_from) if self.resumed_from else {}
+        self.start_step = state.get("step", 0)
+        self.stream = PromptStream(len(inputs.rows), seed=cfg.trainer.seed, shuffle=cfg.data.shuffle)
+        if state:
+            self.stream.load_state_dict(state["data"])
+        # a prefetched rollout has already taken its prompts: checkpoints until the step that trains on it then
+        # record the cursor from before them (`prefetch`), so none is lost on resume
+        self.stream_checkpoint: dict | None = None
+        self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollout")
+
+        init_ray(cfg.ray_address)
+        self.weight_sync = make_weight_sync(cfg.rollout)
+        self.learner = start_learner(model_path, model, cfg.trainer, cfg.algorithm, cfg.rollout.temperature,
+                                     resume_from=str(self.resumed_from) if self.resumed_from else None,
+                                     max_completion_tokens=self.max_completion_tokens, num_workers=cfg.rollout.workers,
+                                     extra_gpu_tenants=extra_gpu_tenants, learner_cls=learner_cls,
+                                     **(learner_kwargs or {}))
+        longest = max(len(p) for p in self.train_set.ids + self.eval_set.ids)
+        eval_tokens = (cfg.eval.max_new_tokens or 0) if cfg.eval else 0
+        self.rollout = RolloutGroup(cfg.rollout.workers, cfg.rollout.backend, engine_kwargs(
+            cfg.rollout, model_path=model_path, dtype=model.dtype, seed=cfg.trainer.seed,
+            max_model_len=longest + max(self.max_completion_tokens, eval_tokens), **self.weight_sync.engine_kwargs),
+            extra_gpu_tenants=extra_gpu_tenants)
+        self.weight_sync.connect(self.learner, self.rollout.workers)
+        if self.resumed_from:
+            self.weight_sync.push()
+        self.log = MetricsLog(self.out, cfg.tensorboard, resume_step=self.start_step)
+
+    # ---- the loop ------------------------------------------------------------------------------------------
+
+    def run(self, step_fn: Callable[[int], dict], *, title: str, describe: Callable[[dict], str],
+            line: Callable[[dict], str]) -> list[dict]:
+        """Steps `start_step + 1 .. trainer.max_steps` of `step_fn(step) -> metrics record`, with held-out
+        evaluation before the first step (of a fresh run), every `eval.every` steps and after the last,
+        checkpoints every `trainer.save_every` steps and at the end, the progress bar (`describe(record)`) and
+        one console line per step (`line(record)`). Returns every step's record (a resumed run's earlier ones
+        included)."""
+        from rl.tracking import progress_bar
+
+        cfg, out = self.cfg, self.console
+        if self.resumed_from:
+            out.print(f"resuming from {self.resumed_from} (step {self.start_step})")
+        elif cfg.eval:
+            self.log.log({"step": 0, **self.evaluate()})
+            out.print(f"step 0: held-out accuracy {self.log.records[-1]['eval_accuracy']:.3f}")
+        last = cfg.trainer.max_steps
+        with progress_bar(out) as progress:
+            task = progress.add_task(title, total=last, completed=self.start_step)
+            for step in range(self.start_step + 1, last + 1):
+                record = step_fn(step)
+                if cfg.eval and (step == last or (cfg.eval.every and step % cfg.eval.every == 0)):
+                    record.update(self.evaluate())
+                self.log.log(record)
+                if step % cfg.trainer.save_every == 0 or step == last:
+                    self.save(step)
+                progress.update(task, advance=1, description=describe(record))
+                out.print(line(record))
+        self.log.close()
+        return self.log.records
+
+    def close(self) -> None:
+        import ray
+
+        self._prefetcher.shutdown(wait=True)
+        ray.shutdown()
+
+    # ---- what a step does with the pieces ---------------------------------------------------------------------
+
+    def sample(self, prompt_ids: list[list[int]], spec: Any) -> list:
+        """`spec.n` completions per prompt, flattened; through the thinking budget when one is configured."""
+        if self.budget is None:
+            groups = self.rollout.generate(prompt_ids, spec)
+        else:
+            from rl.rollout.budget import generate_with_budget
+
+            groups = generate_with_budget(self.rollout, prompt_ids, spec, self.budget)
+        return [c for group in groups for c in group]
+
+    def score(self, prompts: PromptSet, rows_idx: list[int], completions: list, step: int) -> Any:
+        """The rewards of completion k of row `rows_idx[k]` of `prompts` (`rewards.Scores`)."""
+        return self.rewards.score_rows([prompts.rows[i] for i in rows_idx], [c.token_ids for c in completions],
+                                       self.tokenizer, rendered_prompts=[prompts.texts[i] for i in rows_idx],
+                                       step=step, max_completion_tokens=self.max_completion_tokens)
+
+    def prefetch(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """Run `fn(*args)` (the next step's rollout) in the background; checkpoints written before the step that
+        consumes it record the data cursor from before it took its prompts."""
+        self.stream_checkpoint = self.stream.state_dict()
+        return self._prefetcher.submit(fn, *args)
+
+    def evaluate(self) -> dict[str, float]:
+        """Greedy completion of the held-out prompts; accuracy = mean of the first reward (0/1 rewards → accuracy)."""
+        from rl.rollout import SamplingSpec
+
+        cfg = self.cfg
+        spec = SamplingSpec(n=1, max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, temperature=0.0)
+        completions = self.sample(self.eval_set.ids, spec)
+        scores = self.score(self.eval_set, list(range(len(completions))), completions, step=-1)
+        return {"eval_accuracy": scores.metrics[f"reward/{self.rewards.primary}/mean"],
+                "eval_response_len_mean": sum(len(c.token_ids) for c in completions) / len(completions)}
+
+    def save(self, step: int) -> None:
+        """A checkpoint of the learner (HF model directory + training state) and the data cursor."""
+        import ray
+
+        from rl.checkpoint import save_checkpoint
+
+        save_checkpoint(self.out, step, lambda d: ray.get(self.learner.save.remote(d)),
+                        {"data": self.stream_checkpoint or self.stream.state_dict()},
+                        keep_last=self.cfg.trainer.keep_last)
