@@ -1,64 +1,22 @@
-"""How the learner's new weights reach every rollout engine after an optimizer step (`rollout.weight_sync`).
+"""`rollout.weight_sync=ipc|nccl|gloo`: vLLM's weight-transfer API, and the learner's side of it.
 
-The driver calls `push()` once per step whatever the backend (`SYNCS`); it returns once every engine serves the
-new weights with its prefix cache dropped, so `time_sync_s` is the whole transfer.
-
-- `object_store`: `Learner.weights()` (HF names, LoRA merged, compute dtype, on CPU) goes into Ray's object store
-  once; every worker reads it from there (zero-copy on its node) into its engine's `load_weights`. Any engine.
-- `ipc`, `nccl`, `gloo`: vLLM's weight-transfer API. The learner actor holds vLLM's trainer-side engine
-  (`WeightTransferTrainerFactory.trainer_init`, mixed in by `WeightSender`) reading `LearnerWeights`; each rollout
-  engine holds the receiving side (`LLM(weight_transfer_config=...)`) and the rollout workers are the trainer's
-  control-plane client (`RolloutClient`). `ipc` hands CUDA IPC handles to engines on the learner's GPU (where
-  `rl.actors` puts everything on one node); `nccl` broadcasts from the learner's GPU to engines on GPUs of
-  their own (NCCL cannot run two ranks on one GPU); `gloo` is that broadcast over a CPU process group
-  (`rl.rollout.vllm_engine.GlooWeightTransferEngine`), the same protocol where there is no GPU.
-- `auto`: `object_store`, the path every CPU test and the demo run end to end. `ipc` / `nccl` are opt-in until
-  their `gpu` test (tests/test_weight_sync.py) has passed on a GPU with vllm; `auto` should pick `ipc` there then.
+`VLLMTransferSync` is what the driver holds; the transfer itself runs in the learner actor (`WeightSender`, mixed
+into its class by `rl.actors.start_learner`), which reads `LearnerWeights` and drives every engine's receiving
+side through `RolloutClient`. vLLM is imported only inside the learner's process, when the transfer opens.
 """
 
 from __future__ import annotations
 
-import functools
 import socket
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import ray
 
+from rl.weight_sync.base import WeightSync
+
 if TYPE_CHECKING:
     import torch
-
-    from rl.config import RolloutConfig
-
-
-class WeightSync(ABC):
-    """One way for weights to travel from the learner actor to the rollout workers."""
-
-    engine_kwargs: dict[str, Any]
-    """What each rollout engine needs at construction to receive this way (merged into its kwargs)."""
-
-    @abstractmethod
-    def connect(self, learner: Any, workers: list) -> None:
-        """Once, after the actors exist: open the channel (a collective one blocks until every side joined)."""
-
-    @abstractmethod
-    def push(self) -> None:
-        """The learner's current weights into every engine; returns once all of them serve the new weights."""
-
-
-class ObjectStoreSync(WeightSync):
-    """Through Ray's object store: one `weights()` result, pulled by every worker into `engine.load_weights`."""
-
-    def __init__(self):
-        self.engine_kwargs = {}
-
-    def connect(self, learner: Any, workers: list) -> None:
-        self.learner, self.workers = learner, workers
-
-    def push(self) -> None:
-        weights = self.learner.weights.remote()
-        ray.get([w.load_weights.remote(weights) for w in self.workers])
 
 
 class VLLMTransferSync(WeightSync):
@@ -105,7 +63,7 @@ def _ipc_init_info(world_size: int) -> Any:
 
 def _gloo_init_info(world_size: int) -> Any:
     # importing the module registers the gloo backend with vLLM's factories
-    from rl.rollout.vllm_engine import GlooTrainerInitInfo
+    from rl.weight_sync.gloo import GlooTrainerInitInfo
 
     return GlooTrainerInitInfo(master_address=_node_ip(), master_port=_free_port(), world_size=world_size, rank=0)
 
@@ -189,45 +147,3 @@ class WeightSender:
     def send_weights(self) -> None:
         """The current weights to every engine; returns when all of them have loaded them."""
         self._weight_transfer.send_weights()
-
-
-# ---- choosing a backend ---------------------------------------------------------------------------------------
-
-SYNCS: dict[str, Callable[[], WeightSync]] = {
-    "object_store": ObjectStoreSync,
-    **{name: functools.partial(VLLMTransferSync, name) for name in TRAINER_INIT_INFO},
-}
-"""`rollout.weight_sync` → its backend (`auto` is resolved by `resolve_weight_sync`)."""
-
-
-def _cuda_devices() -> int:
-    """GPUs this process sees; like `rl.actors`, the driver stands for the node its actors run on."""
-    import torch
-
-    return torch.cuda.device_count()
-
-
-def gpus_needed(cfg: RolloutConfig) -> int:
-    """GPUs the weight sync needs: ipc one shared by all, nccl one per engine plus the learner's."""
-    return {"ipc": 1, "nccl": cfg.workers + 1}.get(cfg.weight_sync, 0)
-
-
-def check_weight_sync(cfg: RolloutConfig) -> None:
-    """Before anything starts: a GPU backend without the GPUs it needs is a `ValueError` naming the key."""
-    need = gpus_needed(cfg)
-    if need and (have := _cuda_devices()) < need:
-        why = "the learner's and one per rollout engine" if cfg.weight_sync == "nccl" else "shared by all actors"
-        raise ValueError(f"rollout.weight_sync={cfg.weight_sync} needs {need} CUDA GPU(s) ({why}) and this machine "
-                         f"has {have or 'none'}; use rollout.weight_sync=auto (the object store)"
-                         + (" or gloo" if cfg.backend == "vllm" else ""))
-
-
-def resolve_weight_sync(cfg: RolloutConfig) -> str:
-    """`auto` → `object_store` (see the module docstring); any other value as given."""
-    return "object_store" if cfg.weight_sync == "auto" else cfg.weight_sync
-
-
-def make_weight_sync(cfg: RolloutConfig) -> WeightSync:
-    """The backend `rollout.weight_sync` names (checked first); `connect` it once the actors exist."""
-    check_weight_sync(cfg)
-    return SYNCS[resolve_weight_sync(cfg)]()

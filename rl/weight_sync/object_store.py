@@ -1,0 +1,23 @@
+"""`rollout.weight_sync=object_store`: the learner's weights through Ray's object store (any engine)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from rl.weight_sync.base import WeightSync
+
+
+class ObjectStoreSync(WeightSync):
+    """Through Ray's object store: one `weights()` result, pulled by every worker into `engine.load_weights`."""
+
+    def __init__(self):
+        self.engine_kwargs = {}
+
+    def connect(self, learner: Any, workers: list) -> None:
+        self.learner, self.workers = learner, workers
+
+    def push(self) -> None:
+        weights = self.learner.weights.remote()
+        ray.get([w.load_weights.remote(weights) for w in self.workers])
