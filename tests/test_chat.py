@@ -1,5 +1,10 @@
 """rl.chat: renderings equal Qwen3's official template (rendered by transformers' jinja machinery), the
-thinking-fusion template agrees with `render`, and the mode rules (flags, latest wins, hard switch)."""
+thinking-fusion template agrees with `render`, and the mode rules (flags, latest wins, hard switch).
+
+The official template is not ours to copy into the repository: the test that compares against it reads it from
+../shared/reference beside the repository and is skipped where it is absent. Every other test uses the
+repository's own templates (`THINKING_FUSION_TEMPLATE`, and `QWEN3_STYLE_TEMPLATE` below).
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,28 @@ from rl.chat import (
     THINKING_FUSION_TEMPLATE,
     chat_style,
     render,
+    render_text,
     split_reasoning,
     thinking_enabled,
     use_thinking_template,
 )
 
 OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "qwen3_chat_template.jinja"
+needs_official = pytest.mark.skipif(
+    not OFFICIAL.is_file(),
+    reason="../shared/reference/qwen3_chat_template.jinja not present (the official Qwen3 template is not ours "
+    "to copy into the repository)",
+)
+
+# Our own Qwen3-style (hybrid thinking) template: the fusion template's turns with Qwen3's generation prompt,
+# which pre-fills the empty think block only under the hard switch `enable_thinking=False` (the model itself
+# reads the flags). `chat_style` detects it as "qwen3"; test_qwen3_style_template_agrees_with_render checks it.
+_FUSION_PROMPT = "('<think>\\n' if ns.thinking else '<think>\\n\\n</think>\\n\\n')"
+_QWEN3_PROMPT = "('<think>\\n\\n</think>\\n\\n' if enable_thinking is defined and enable_thinking is false else '')"
+assert THINKING_FUSION_TEMPLATE.count(_FUSION_PROMPT) == 1
+QWEN3_STYLE_TEMPLATE = THINKING_FUSION_TEMPLATE.replace(
+    "rl.chat thinking-fusion template", "tests: Qwen3-style hybrid thinking template"
+).replace(_FUSION_PROMPT, _QWEN3_PROMPT)
 
 SYS = {"role": "system", "content": "You are a careful assistant."}
 Q1 = {"role": "user", "content": "What is 2 + 3?"}
@@ -73,6 +94,7 @@ def _with_template(tokenizer, template: str):
     return tok
 
 
+@needs_official
 @pytest.mark.parametrize("enable_thinking", MODES)
 @pytest.mark.parametrize(("name", "messages", "gen"), CONVERSATIONS, ids=[c[0] for c in CONVERSATIONS])
 def test_qwen3_style_equals_official_template(tokenizer, name, messages, gen, enable_thinking) -> None:
@@ -81,6 +103,15 @@ def test_qwen3_style_equals_official_template(tokenizer, name, messages, gen, en
     assert chat_style(qwen3_tok) == "qwen3"
     ours = render(messages, qwen3_tok, enable_thinking=enable_thinking, add_generation_prompt=gen)
     assert ours == _jinja(tokenizer, official, messages, gen, enable_thinking)
+
+
+@pytest.mark.parametrize("enable_thinking", MODES)
+@pytest.mark.parametrize(("name", "messages", "gen"), CONVERSATIONS, ids=[c[0] for c in CONVERSATIONS])
+def test_qwen3_style_template_agrees_with_render(tokenizer, name, messages, gen, enable_thinking) -> None:
+    qwen3_tok = _with_template(tokenizer, QWEN3_STYLE_TEMPLATE)
+    assert chat_style(qwen3_tok) == "qwen3"
+    ours = render(messages, qwen3_tok, enable_thinking=enable_thinking, add_generation_prompt=gen)
+    assert ours == _jinja(tokenizer, QWEN3_STYLE_TEMPLATE, messages, gen, enable_thinking)
 
 
 @pytest.mark.parametrize("enable_thinking", MODES)
@@ -96,20 +127,20 @@ def test_fusion_template_agrees_with_render(tokenizer, name, messages, gen, enab
 @pytest.mark.parametrize(("name", "messages", "gen"), CONVERSATIONS, ids=[c[0] for c in CONVERSATIONS])
 def test_fusion_is_qwen3_with_the_resolved_mode_prefilled(tokenizer, name, messages, gen, enable_thinking) -> None:
     """Fusion = Qwen3's turns; only the generation prompt differs: `<think>\\n` opened when thinking, the
-    empty block (Qwen3's own `enable_thinking=False` text) when not."""
-    official = OFFICIAL.read_text()
+    empty block (Qwen3's own `enable_thinking=False` text) when not. Compared with the qwen3 style, which
+    test_qwen3_style_equals_official_template compares with the official template."""
     fusion = render(messages, use_thinking_template(copy.copy(tokenizer)), enable_thinking=enable_thinking,
                     add_generation_prompt=gen)
     if not gen:
-        assert fusion == _jinja(tokenizer, official, messages, gen, enable_thinking)
+        assert fusion == render_text(messages, "qwen3", enable_thinking=enable_thinking, add_generation_prompt=gen)
     elif thinking_enabled(messages, enable_thinking):
-        assert fusion == _jinja(tokenizer, official, messages, gen, None) + "<think>\n"
+        assert fusion == render_text(messages, "qwen3", enable_thinking=None) + "<think>\n"
     else:
-        assert fusion == _jinja(tokenizer, official, messages, gen, False)
+        assert fusion == render_text(messages, "qwen3", enable_thinking=False)
 
 
 def test_reasoning_of_earlier_turns_is_dropped_and_final_turn_keeps_its_block(tokenizer) -> None:
-    qwen3_tok = _with_template(tokenizer, OFFICIAL.read_text())
+    qwen3_tok = _with_template(tokenizer, QWEN3_STYLE_TEMPLATE)
     text = render([Q1, A_INLINE, Q2], qwen3_tok)
     assert "2 plus 3" not in text and "<|im_start|>assistant\nThe answer is 5.<|im_end|>" in text
     assert text.endswith("<|im_start|>assistant\n")
@@ -120,7 +151,7 @@ def test_reasoning_of_earlier_turns_is_dropped_and_final_turn_keeps_its_block(to
 
 
 def test_enable_thinking_false_prefills_the_empty_block(tokenizer) -> None:
-    for template in (OFFICIAL.read_text(), THINKING_FUSION_TEMPLATE):
+    for template in (QWEN3_STYLE_TEMPLATE, THINKING_FUSION_TEMPLATE):
         text = render([Q1], _with_template(tokenizer, template), enable_thinking=False)
         assert text.endswith("<|im_start|>assistant\n" + EMPTY_THINK_BLOCK)
 

@@ -1,4 +1,8 @@
-"""Each built-in reward on hand-made cases: math, code, format (chat-template aware), overlong, length."""
+"""Each built-in reward on hand-made cases: math, code, format (chat-template aware), overlong, length.
+
+The format reward is checked with the repository's thinking-fusion template and, where it exists beside the
+repository (../shared/reference; not ours to copy in), with Qwen3's official template.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from rewards import BUILTINS, RewardSpec, WeightedRewards, build_spec, call_reward
-from rewards.base import Failed
+from rewards import BUILTINS, Failed, RewardSpec, WeightedRewards, build_spec, call_reward
 from rewards.text import last_boxed, think_mode
+from rl.chat import THINKING_FUSION_TEMPLATE
 
-QWEN3_TEMPLATE = Path(__file__).parents[2] / "shared" / "reference" / "qwen3_chat_template.jinja"
+QWEN3_TEMPLATE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "qwen3_chat_template.jinja"
 
 
 def _reward(name: str, prompts: list, completions: list, **columns) -> list:
@@ -74,7 +78,26 @@ def test_format_follows_the_rendered_prompt() -> None:
     assert boxed == [1.0, 0.0]
 
 
-@pytest.mark.skipif(not QWEN3_TEMPLATE.is_file(), reason="shared/reference/qwen3_chat_template.jinja not present")
+def test_format_with_the_thinking_fusion_template(tiny_model: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    messages = [{"role": "user", "content": "What is 2 + 2?"}]
+    render = lambda **kw: tok.apply_chat_template(  # noqa: E731
+        messages, chat_template=THINKING_FUSION_TEMPLATE, tokenize=False, add_generation_prompt=True, **kw)
+    off, on = render(enable_thinking=False), render()
+    assert think_mode(off) == "closed" and think_mode(on) == "open"
+    # thinking off: the empty think block is pre-filled, so a plain answer is the right format
+    assert _reward("format", [messages], ["The answer is 4."], rendered_prompt=[off]) == [1.0]
+    assert _reward("format", [messages], ["hm\n</think>\n\n4"], rendered_prompt=[on]) == [1.0]
+    assert _reward("format", [messages], ["<think>\nhm\n</think>\n\n4"], rendered_prompt=[on]) == [0.0]
+
+
+@pytest.mark.skipif(
+    not QWEN3_TEMPLATE.is_file(),
+    reason="../shared/reference/qwen3_chat_template.jinja not present (the official Qwen3 template is not ours "
+    "to copy into the repository)",
+)
 def test_format_with_qwen3s_real_template(tiny_model: Path) -> None:
     from transformers import AutoTokenizer
 
