@@ -71,9 +71,9 @@ class Teacher:
         # never pay for [*, V]); in the shared layout each distinct prompt of the micro-batch runs once
         batch = TrainBatch(prompts, completions, [[0.0] * len(c) for c in completions], [0.0] * len(prompts))
         mb = collate(batch, list(range(len(prompts))), layout=self.layout, device=self.device)
-        logits = self.policy.completion_logits(mb)
+        logits = self.policy.completion_logits(mb.inputs)
         logprobs = torch.log_softmax(logits.float() / self.temperature, dim=-1)  # [N, T, V]
-        chosen = logprobs.gather(-1, mb["targets"][..., None]).squeeze(-1)
+        chosen = logprobs.gather(-1, mb.targets[..., None]).squeeze(-1)
         top_lp, top_ids = logprobs.topk(self.top_k, dim=-1)
         tail = torch.logsumexp(logprobs.scatter(-1, top_ids, -torch.inf), dim=-1)
         out, dense = [], []

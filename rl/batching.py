@@ -4,13 +4,13 @@ Three layouts, one contract for the loss (every per-token tensor is [N, T]: N se
 of the micro-batch, right-padded, `loss_mask` 1 on real tokens):
 
 - **shared** (the default: `trainer.token_budget` unset, `trainer.share_prompts` on): a GRPO batch holds each
-  prompt n times, so each distinct prompt of a micro-batch goes through the model once (`prefix_ids` [G, P]:
-  the prompt minus its last token, right-padded) and its completions run as a second pass over [N, L] rows
+  prompt n times, so each distinct prompt of a micro-batch goes through the model once (`SharedPrefix.input_ids`
+  [G, P]: the prompt minus its last token, right-padded) and its completions run as a second pass over [R, L] rows
   (the prompt's last token + the completion minus its last token) that attend to their prompt's cached keys and
-  values (`row_prefix` [R] picks each row's prompt). Completions of one prompt that together fit the longest one
-  share a row (block-diagonal causal mask, positions restarting after the prompt), so R ≤ N. Exactly the same
-  logits and gradients as the padded layout, with N·P − G·P fewer tokens through every layer (2.6× fewer on the
-  arithmetic demo's 8 × 8 batches), and less padding.
+  values (`SharedPrefix.row_prefix` [R] picks each row's prompt). Completions of one prompt that together fit the
+  longest one share a row (block-diagonal causal mask, positions restarting after the prompt), so R ≤ N. Exactly
+  the same logits and gradients as the padded layout, with N·P − G·P fewer tokens through every layer (2.6× fewer
+  on the arithmetic demo's 8 × 8 batches), and less padding.
 - **padded**: `micro_batch_size` sequences, sorted by length so neighbours pad little, each row padded to the
   longest prompt + completion.
 - **packed** (`trainer.token_budget: T`): sequences (longest first) are put into micro-batches of at most T
@@ -18,9 +18,11 @@ of the micro-batch, right-padded, `loss_mask` 1 on real tokens):
   block-diagonal causal mask, so no layer computes on padding. (SDPA on CPU does not infer packing from
   position ids, hence the explicit [1, 1, S, S] mask; the attention is the only part that sees the whole row.)
 
-In every layout `flat_positions` [N, T] indexes the trunk's flattened hidden states [B·S, H] (for `shared`: of the
-second pass) at the positions whose logits predict each completion token. Attention masks are explicit boolean
-[B, 1, S, S_kv] tensors wherever the layout is not plain right-padding.
+`collate` returns a `MicroBatch`: the model's inputs (`ModelInputs`, with a `SharedPrefix` in the shared layout
+only) and the loss's per-token tensors. In every layout `ModelInputs.flat_positions` [N, T] indexes the trunk's
+flattened hidden states [B·S, H] (for `shared`: of the second pass) at the positions whose logits predict each
+completion token. Attention masks are explicit boolean [B, 1, S, S_kv] tensors wherever the layout is not plain
+right-padding.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ class TrainBatch:
     extras: dict[str, list] = field(default_factory=dict)
     # Completions per prompt; groups are contiguous (mini-batches are cut between groups).
     group_size: int = 1
+    # Set by the learner's pre-update pass under a mismatch correction (`algorithm.mismatch`), never by the driver:
+    # the rollout engine's log-probabilities (`old_logprobs` then holds the trainer's) and the per-token TIS / MIS
+    # weights. None = no correction.
+    sampler_logprobs: list[list[float]] | None = None
+    is_weights: list[list[float]] | None = None
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
@@ -75,7 +82,89 @@ class TrainBatch:
 
         return TrainBatch(pick(self.prompt_ids), pick(self.completion_ids), pick(self.old_logprobs),
                           pick(self.advantages), pick(self.loss_masks), pick(self.token_advantages),
-                          {k: pick(v) for k, v in self.extras.items()}, self.group_size)
+                          {k: pick(v) for k, v in self.extras.items()}, self.group_size,
+                          sampler_logprobs=pick(self.sampler_logprobs), is_weights=pick(self.is_weights))
+
+
+@dataclass(frozen=True)
+class SharedPrefix:
+    """The shared layout's first pass: each distinct prompt of the micro-batch once (G prompts, P = the longest
+    prompt minus its last token).
+
+    input_ids: [G, P] int64, each prompt minus its last token, right-padded with 0.
+    attention_mask: [G, 1, P, P] bool (True = attend), causal within each prefix; a padding query still sees its
+        prefix's first token, so no row is empty.
+    row_prefix: [R] int64, the prompt (0..G-1) whose keys/values each completion row of the second pass attends to.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    row_prefix: torch.Tensor
+
+    def to(self, device: torch.device) -> SharedPrefix:
+        return SharedPrefix(self.input_ids.to(device), self.attention_mask.to(device), self.row_prefix.to(device))
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What `rl.policy.Policy.completion_logits` runs: B rows of S tokens through the trunk (in the shared layout,
+    after the `prefix` pass), then the output layer at the N × T completion positions.
+
+    input_ids: [B, S] int64 (padded: B = N; packed: B = 1; shared: B = R completion rows).
+    attention_mask: padded: [B, S] int64, 1 on real tokens; packed: [1, 1, S, S] bool, block-diagonal causal;
+        shared: [R, 1, S, P + S] bool, each row's own prefix then block-diagonal causal over its segments.
+    position_ids: [B, S] int64 (packed: [1, S], restarting at 0 per sequence; shared: continuing after each row's
+        prompt); None in the padded layout (the model's default 0..S-1).
+    flat_positions: [N, T] int64, index into the flattened [B·S] hidden states of the position whose logits predict
+        each completion token (0 on padding).
+    prefix: the shared layout's prompt pass; None in the padded and packed layouts.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor | None
+    flat_positions: torch.Tensor
+    prefix: SharedPrefix | None = None
+
+    def to(self, device: torch.device) -> ModelInputs:
+        return ModelInputs(self.input_ids.to(device), self.attention_mask.to(device),
+                           None if self.position_ids is None else self.position_ids.to(device),
+                           self.flat_positions.to(device), None if self.prefix is None else self.prefix.to(device))
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """One collated micro-batch of N sequences; every per-token tensor is [N, T] (T = the longest completion,
+    right-padded with 0), aligned with the completion tokens.
+
+    inputs: the model's inputs (`ModelInputs`).
+    targets: [N, T] int64, the completion tokens.
+    old_logprobs: [N, T] float32, log π_old of each target (the trainer's under a mismatch correction).
+    loss_mask: [N, T] float32, 1 on tokens that carry loss.
+    advantages: [N, T] float32 (a sequence's advantage repeated, or the batch's per-token advantages).
+    sampler_logprobs: [N, T] float32, the rollout engine's log-probabilities when they differ from
+        `old_logprobs` (mismatch correction); None = `old_logprobs` are the sampler's.
+    is_weights: [N, T] float32, detached TIS / MIS weights of the mismatch correction; None = no correction.
+    extras: a learner subclass's per-token inputs (`TrainBatch.extras`), each [N, T] or [N, T, K], int64 when
+        given as ints, else float32.
+    """
+
+    inputs: ModelInputs
+    targets: torch.Tensor
+    old_logprobs: torch.Tensor
+    loss_mask: torch.Tensor
+    advantages: torch.Tensor
+    sampler_logprobs: torch.Tensor | None = None
+    is_weights: torch.Tensor | None = None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def to(self, device: torch.device) -> MicroBatch:
+        def move(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.to(device)
+
+        return MicroBatch(self.inputs.to(device), self.targets.to(device), self.old_logprobs.to(device),
+                          self.loss_mask.to(device), self.advantages.to(device), move(self.sampler_logprobs),
+                          move(self.is_weights), {k: v.to(device) for k, v in self.extras.items()})
 
 
 @dataclass(frozen=True)
@@ -129,25 +218,32 @@ def pad_rows(rows: list[list], dtype: torch.dtype) -> torch.Tensor:
 LAYOUTS = ("shared", "padded", "packed")
 
 
-def collate(batch: TrainBatch, idx: list[int], *, layout: str, device: torch.device) -> dict[str, torch.Tensor]:
-    """Tensors of the micro-batch `idx` in `layout` (one of `LAYOUTS`; see the module docstring)."""
+def collate(batch: TrainBatch, idx: list[int], *, layout: str, device: torch.device) -> MicroBatch:
+    """The micro-batch of sequences `idx` in `layout` (one of `LAYOUTS`; see the module docstring), on `device`."""
     prompts = [batch.prompt_ids[i] for i in idx]
     completions = [batch.completion_ids[i] for i in idx]
     if layout == "shared" and min(len(p) for p in prompts) < 2:
         layout = "padded"  # a one-token prompt leaves no prefix to share
-    tensors = _MODEL_INPUTS[layout](prompts, completions)
-    tensors.update({
-        "targets": pad_rows(completions, torch.long),
-        "old_logprobs": pad_rows([batch.old_logprobs[i] for i in idx], torch.float32),
-        "loss_mask": pad_rows([batch.mask(i) for i in idx], torch.float32),
-        "advantages": pad_rows([batch.token_advantage(i) for i in idx], torch.float32),
-    })
+
+    def floats(values: list[list[float]] | None) -> torch.Tensor | None:
+        return None if values is None else pad_rows([values[i] for i in idx], torch.float32)
+
+    extras = {}
     for name, values in batch.extras.items():
         rows = [values[i] for i in idx]
         first = next((v for r in rows for v in r), 0.0)
         is_int = isinstance(first[0] if isinstance(first, (list, tuple)) else first, int)
-        tensors[name] = pad_rows(rows, torch.long if is_int else torch.float32)
-    return {k: v.to(device) for k, v in tensors.items()}
+        extras[name] = pad_rows(rows, torch.long if is_int else torch.float32)
+    return MicroBatch(
+        inputs=_MODEL_INPUTS[layout](prompts, completions),
+        targets=pad_rows(completions, torch.long),
+        old_logprobs=pad_rows([batch.old_logprobs[i] for i in idx], torch.float32),
+        loss_mask=pad_rows([batch.mask(i) for i in idx], torch.float32),
+        advantages=pad_rows([batch.token_advantage(i) for i in idx], torch.float32),
+        sampler_logprobs=floats(batch.sampler_logprobs),
+        is_weights=floats(batch.is_weights),
+        extras=extras,
+    ).to(device)
 
 
 def _completion_positions(starts: list[int], prompts: list[list[int]], completions: list[list[int]]) -> torch.Tensor:
@@ -156,7 +252,7 @@ def _completion_positions(starts: list[int], prompts: list[list[int]], completio
                      for s, p, c in zip(starts, prompts, completions)], torch.long)
 
 
-def _padded(prompts: list[list[int]], completions: list[list[int]]) -> dict[str, torch.Tensor]:
+def _padded(prompts: list[list[int]], completions: list[list[int]]) -> ModelInputs:
     lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
     width = max(lengths)
     input_ids = torch.zeros(len(prompts), width, dtype=torch.long)
@@ -164,22 +260,23 @@ def _padded(prompts: list[list[int]], completions: list[list[int]]) -> dict[str,
     for k, (p, c) in enumerate(zip(prompts, completions)):
         input_ids[k, : len(p) + len(c)] = torch.tensor(p + c)
         attention_mask[k, : len(p) + len(c)] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask,
-            "flat_positions": _completion_positions([k * width for k in range(len(prompts))], prompts, completions)}
+    return ModelInputs(input_ids, attention_mask, position_ids=None,
+                       flat_positions=_completion_positions([k * width for k in range(len(prompts))], prompts,
+                                                            completions))
 
 
-def _packed(prompts: list[list[int]], completions: list[list[int]]) -> dict[str, torch.Tensor]:
+def _packed(prompts: list[list[int]], completions: list[list[int]]) -> ModelInputs:
     lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
     seq = torch.repeat_interleave(torch.arange(len(prompts)), torch.tensor(lengths))
     causal = torch.ones(len(seq), len(seq), dtype=torch.bool).tril()
-    return {"input_ids": torch.tensor([t for p, c in zip(prompts, completions) for t in p + c])[None],
-            "position_ids": torch.cat([torch.arange(n) for n in lengths])[None],
-            "attention_mask": (causal & (seq[:, None] == seq[None, :]))[None, None],
-            "flat_positions": _completion_positions([sum(lengths[:k]) for k in range(len(prompts))], prompts,
-                                                    completions)}
+    return ModelInputs(
+        input_ids=torch.tensor([t for p, c in zip(prompts, completions) for t in p + c])[None],
+        attention_mask=(causal & (seq[:, None] == seq[None, :]))[None, None],
+        position_ids=torch.cat([torch.arange(n) for n in lengths])[None],
+        flat_positions=_completion_positions([sum(lengths[:k]) for k in range(len(prompts))], prompts, completions))
 
 
-def _shared(prompts: list[list[int]], completions: list[list[int]]) -> dict[str, torch.Tensor]:
+def _shared(prompts: list[list[int]], completions: list[list[int]]) -> ModelInputs:
     distinct: dict[tuple[int, ...], int] = {}
     seq_prefix = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]
     prefixes = [list(p[:-1]) for p in distinct]
@@ -205,14 +302,14 @@ def _shared(prompts: list[list[int]], completions: list[list[int]]) -> dict[str,
     row_prefix = torch.tensor(row_prefix)
     own_prefix = (keys[None, :] < prefix_len[row_prefix][:, None])[:, None, :].expand(-1, length, -1)
     causal = torch.ones(length, length, dtype=torch.bool).tril() & (segment[:, :, None] == segment[:, None, :])
-    return {
-        "prefix_ids": pad_rows(prefixes, torch.long), "prefix_mask": prefix_mask[:, None],
-        "row_prefix": row_prefix, "input_ids": input_ids,
-        "position_ids": prefix_len[row_prefix][:, None] + local,
-        "attention_mask": torch.cat([own_prefix, causal], dim=2)[:, None],
-        "flat_positions": pad_rows([[row * length + start + j for j in range(len(c))]
-                                    for (row, start), c in zip(placement, completions)], torch.long),
-    }
+    return ModelInputs(
+        input_ids=input_ids,
+        attention_mask=torch.cat([own_prefix, causal], dim=2)[:, None],
+        position_ids=prefix_len[row_prefix][:, None] + local,
+        flat_positions=pad_rows([[row * length + start + j for j in range(len(c))]
+                                 for (row, start), c in zip(placement, completions)], torch.long),
+        prefix=SharedPrefix(pad_rows(prefixes, torch.long), prefix_mask[:, None], row_prefix),
+    )
 
 
 def _pack_segments(lengths: list[int], prefix_of: list[int], capacity: int) -> tuple[list[tuple[int, int]], list[int]]:

@@ -27,12 +27,12 @@ from rl.algos import (
     token_logprobs,
     token_logprobs_and_entropy,
 )
-from rl.batching import LossNorms, TrainBatch, collate, pad_rows, plan_micro_batches
+from rl.batching import LossNorms, MicroBatch, TrainBatch, collate, pad_rows, plan_micro_batches
 from rl.config import AlgorithmConfig, ModelConfig, TrainerConfig
 from rl.precision import MasterWeights
 from rl.threads import set_torch_threads
 
-__all__ = ["Learner", "LossNorms", "TrainBatch"]
+__all__ = ["Learner", "LossNorms", "MicroBatch", "TrainBatch"]
 
 
 class Learner:
@@ -141,19 +141,19 @@ class Learner:
         self.scheduler.step()
         return metrics
 
-    def _accumulate(self, mb: dict[str, torch.Tensor], norms: LossNorms, metrics: dict[str, float]) -> None:
+    def _accumulate(self, mb: MicroBatch, norms: LossNorms, metrics: dict[str, float]) -> None:
         """Forward, objective and backward of one micro-batch; its metric contributions are added to `metrics`."""
         if self.needs_logits:
-            logits = self.policy.completion_logits(mb)
-            logprobs, entropy = token_logprobs_and_entropy(logits, mb["targets"], temperature=self.temperature)
+            logits = self.policy.completion_logits(mb.inputs)
+            logprobs, entropy = token_logprobs_and_entropy(logits, mb.targets, temperature=self.temperature)
         else:  # the output layer and the vocabulary pass on loss-carrying tokens only (~20 % of GRPO's are padding)
             logits = None
             logprobs, entropy = self._at_loss_tokens(self.policy, mb, token_logprobs_and_entropy)
         loss, micro_metrics = self.objective(mb, logits, logprobs, entropy, norms)
         loss.backward()
-        sampler = mb.get("sampler_logprobs", mb["old_logprobs"])
+        sampler = mb.sampler_logprobs if mb.sampler_logprobs is not None else mb.old_logprobs
         micro_metrics["mismatch_kl"] = (
-            mismatch_kl(logprobs.detach(), sampler, mb["loss_mask"]).item() * mb["loss_mask"].sum().item()
+            mismatch_kl(logprobs.detach(), sampler, mb.loss_mask).item() * mb.loss_mask.sum().item()
             / norms.num_tokens)
         for key, value in micro_metrics.items():
             metrics[key] = metrics.get(key, 0.0) + value
@@ -166,11 +166,11 @@ class Learner:
         for idx in plan:
             yield idx, collate(batch, idx, layout=self.layout, device=self.device)
 
-    def objective(self, mb: dict[str, torch.Tensor], logits: torch.Tensor, logprobs: torch.Tensor,
+    def objective(self, mb: MicroBatch, logits: torch.Tensor, logprobs: torch.Tensor,
                   entropy: torch.Tensor, norms: LossNorms) -> tuple[torch.Tensor, dict[str, float]]:
         """The RL loss of one micro-batch, as its exact share of the optimizer step's loss.
 
-        mb: a collated micro-batch (`rl.batching.collate`); logits [N, T, V] at the completion positions as the
+        mb: a collated micro-batch (`rl.batching.MicroBatch`); logits [N, T, V] at the completion positions as the
         model returns them (compute dtype, not divided by the temperature: `self._scaled` gives float32 at the
         temperature) when `needs_logits`, else None; logprobs [N, T] of the targets and entropy [N, T] over the
         vocabulary, both at the sampling temperature and differentiable (0 where `loss_mask` is 0 unless
@@ -178,7 +178,7 @@ class Learner:
         the micro-batches of the step.
         """
         algo, ent = self.algo_cfg, self.algo_cfg.entropy
-        mask, adv, old = mb["loss_mask"], mb["advantages"], mb["old_logprobs"]
+        mask, adv, old = mb.loss_mask, mb.advantages, mb.old_logprobs
         policy_logprobs = logprobs
         if ent.cov == "clip_cov":
             detach = clip_cov_mask(logprobs.detach(), adv, mask, clip_ratio=ent.cov_frac, cov_low=ent.cov_low,
@@ -187,8 +187,8 @@ class Learner:
         loss_cfg = algo.loss
         token_loss, stats = TOKEN_LOSSES[loss_cfg.type](policy_logprobs, old, adv, mask, eps_low=loss_cfg.eps_low,
                                                         eps_high=loss_cfg.eps_high, dual_clip=loss_cfg.dual_clip)
-        if "is_weights" in mb:  # TIS / MIS weights from the pre-update pass (detached)
-            token_loss = token_loss * mb["is_weights"]
+        if mb.is_weights is not None:  # TIS / MIS weights from the pre-update pass (detached)
+            token_loss = token_loss * mb.is_weights
         if ent.cov == "kl_cov":
             token_loss = token_loss + kl_cov_penalty(logprobs, old, adv, mask, top_frac=ent.cov_frac,
                                                      coef=ent.kl_cov_coef)
@@ -218,8 +218,8 @@ class Learner:
     @torch.no_grad()
     def _with_trainer_old_logprobs(self, batch: TrainBatch) -> tuple[TrainBatch, dict[str, float]]:
         """Recompute log π_old with the learner's weights before the update. With a mismatch correction, π_old
-        becomes the trainer's and the per-token correction weights join the batch; the sampler/trainer mismatch
-        is measured either way."""
+        becomes the trainer's (the sampler's move to `sampler_logprobs`) and the per-token correction weights join
+        the batch as `is_weights`; the sampler/trainer mismatch is measured either way."""
         from dataclasses import replace
 
         trainer_old = self.logprobs(batch)
@@ -233,8 +233,7 @@ class Learner:
         info["mismatch_kept_frac"] = (((w > 0).float() * m).sum() / m.sum().clamp(min=1)).item()
         info["mismatch_weight_mean"] = ((w * m).sum() / m.sum().clamp(min=1)).item()
         weights = [w[i, : len(c)].tolist() for i, c in enumerate(batch.completion_ids)]
-        extras = {**batch.extras, "is_weights": weights, "sampler_logprobs": batch.old_logprobs}
-        return replace(batch, old_logprobs=trainer_old, extras=extras), info
+        return replace(batch, old_logprobs=trainer_old, sampler_logprobs=batch.old_logprobs, is_weights=weights), info
 
     @torch.no_grad()
     def logprobs(self, batch: TrainBatch) -> list[list[float]]:
@@ -243,8 +242,8 @@ class Learner:
         out: list[list[float] | None] = [None] * len(batch)
         for idx, mb in self._micro_batches(batch):
             with self._autocast():
-                logits = self.policy.completion_logits(mb)
-            lp = token_logprobs(logits, mb["targets"], temperature=self.temperature).cpu()
+                logits = self.policy.completion_logits(mb.inputs)
+            lp = token_logprobs(logits, mb.targets, temperature=self.temperature).cpu()
             for k, i in enumerate(idx):
                 out[i] = lp[k, : len(batch.completion_ids[i])].tolist()
         self.policy.model.train()
@@ -257,21 +256,21 @@ class Learner:
         out: list[float] = [0.0] * len(batch)
         for idx, mb in self._micro_batches(batch):
             ref = self._reference_logprobs(mb)
-            per_seq = ((mb["old_logprobs"] - ref) * mb["loss_mask"]).sum(dim=1).cpu()
+            per_seq = ((mb.old_logprobs - ref) * mb.loss_mask).sum(dim=1).cpu()
             for k, i in enumerate(idx):
                 out[i] = per_seq[k].item()
         return out
 
-    def _reference_logprobs(self, mb: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _reference_logprobs(self, mb: MicroBatch) -> torch.Tensor:
         """log π_ref [N, T] at the loss-carrying tokens (0 elsewhere)."""
         with torch.no_grad(), self._autocast():
             return self._at_loss_tokens(self.reference, mb, token_logprobs)
 
-    def _at_loss_tokens(self, policy, mb: dict[str, torch.Tensor], stats):
+    def _at_loss_tokens(self, policy, mb: MicroBatch, stats):
         """`stats` (`token_logprobs` or `token_logprobs_and_entropy`) of `policy` at the positions where `loss_mask`
         is 1 only (the output layer never sees the others), each result scattered back to [N, T] with 0 elsewhere."""
-        keep = mb["loss_mask"] > 0
-        out = stats(policy.completion_logits(mb, where=keep), mb["targets"][keep], temperature=self.temperature)
+        keep = mb.loss_mask > 0
+        out = stats(policy.completion_logits(mb.inputs, where=keep), mb.targets[keep], temperature=self.temperature)
         return tuple(_scatter(keep, t) for t in out) if isinstance(out, tuple) else _scatter(keep, out)
 
     def _scaled(self, logits: torch.Tensor) -> torch.Tensor:
@@ -301,8 +300,8 @@ class Learner:
         batch = TrainBatch([prompt], [completion], [[0.0] * len(completion)], [0.0])
         mb = collate(batch, [0], layout="padded", device=self.device)
         with self._autocast():
-            logits = self.policy.completion_logits(mb)
-        return token_logprobs(logits, mb["targets"])[0].tolist()
+            logits = self.policy.completion_logits(mb.inputs)
+        return token_logprobs(logits, mb.targets)[0].tolist()
 
     def save(self, directory: str) -> None:
         """HF-format model (+ adapter for LoRA), optimizer, scheduler and RNG state into `directory`."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from rl.batching import ModelInputs, SharedPrefix
 from rl.config import ModelConfig
 
 
@@ -23,39 +24,40 @@ class Policy:
         self._trunk = base.get_decoder()
         self._head = base.get_output_embeddings()
 
-    def completion_logits(self, mb: dict[str, torch.Tensor], where: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits [N, T, V] at the positions predicting each completion token of a collated micro-batch
-        (`rl.batching.collate`: input_ids [B, S], attention_mask [B, S] or [B, 1, S, S_kv], optional position_ids,
-        flat_positions [N, T] into the flattened [B·S] hidden states). The shared layout first runs each distinct
-        prompt once and hands its keys/values (gathered per row, differentiably) to the completions' pass.
+    def completion_logits(self, inputs: ModelInputs, where: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [N, T, V] at the positions predicting each completion token of a collated micro-batch's inputs
+        (`rl.batching.ModelInputs`: `flat_positions` [N, T] index the flattened [B·S] hidden states). In the shared
+        layout (`inputs.prefix` set) each distinct prompt first runs once and hands its keys/values (gathered per
+        row, differentiably) to the completions' pass.
 
         where: optional bool [N, T]; then only those positions go through the output layer and the result is
         [M, V], M = where.sum(), in row-major order (`flat_positions[where]`): padding and tokens without loss
         never pay for the [*, V] projection."""
-        if "prefix_ids" in mb:
-            hidden = self._shared_prefix_hidden(mb)
+        if inputs.prefix is not None:
+            hidden = self._shared_prefix_hidden(inputs, inputs.prefix)
         else:
-            hidden = self._trunk(input_ids=mb["input_ids"], attention_mask=mb["attention_mask"],
-                                 position_ids=mb.get("position_ids"), use_cache=False).last_hidden_state
-        positions = mb["flat_positions"] if where is None else mb["flat_positions"][where]
+            hidden = self._trunk(input_ids=inputs.input_ids, attention_mask=inputs.attention_mask,
+                                 position_ids=inputs.position_ids, use_cache=False).last_hidden_state
+        positions = inputs.flat_positions if where is None else inputs.flat_positions[where]
         return self._head(hidden.reshape(-1, hidden.shape[-1])[positions])
 
-    def _shared_prefix_hidden(self, mb: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _shared_prefix_hidden(self, inputs: ModelInputs, prefix: SharedPrefix) -> torch.Tensor:
         """Hidden states [B, S, H] of the completion rows, each attending to its prompt's cached keys/values."""
         from transformers import DynamicCache
 
-        prefix_ids, input_ids = mb["prefix_ids"], mb["input_ids"]
+        prefix_ids, input_ids = prefix.input_ids, inputs.input_ids
         # one embedding lookup for both passes: each lookup's backward fills a dense [vocab, hidden] gradient
         embeds = self._trunk.get_input_embeddings()(torch.cat([prefix_ids.flatten(), input_ids.flatten()]))
         prefix_embeds, embeds = embeds.split([prefix_ids.numel(), input_ids.numel()])
-        prefix = self._trunk(inputs_embeds=prefix_embeds.view(*prefix_ids.shape, -1), attention_mask=mb["prefix_mask"],
+        cached = self._trunk(inputs_embeds=prefix_embeds.view(*prefix_ids.shape, -1),
+                             attention_mask=prefix.attention_mask,
                              position_ids=torch.arange(prefix_ids.shape[1], device=prefix_ids.device)[None],
                              use_cache=True)
-        rows = mb["row_prefix"]  # index_select: its backward (index_add) is ~8x faster on CPU than indexing's
+        rows = prefix.row_prefix  # index_select: its backward (index_add) is ~8x faster on CPU than indexing's
         cache = DynamicCache(ddp_cache_data=[(layer.keys.index_select(0, rows), layer.values.index_select(0, rows))
-                                             for layer in prefix.past_key_values.layers])
-        return self._trunk(inputs_embeds=embeds.view(*input_ids.shape, -1), attention_mask=mb["attention_mask"],
-                           position_ids=mb.get("position_ids"), past_key_values=cache, use_cache=True).last_hidden_state
+                                             for layer in cached.past_key_values.layers])
+        return self._trunk(inputs_embeds=embeds.view(*input_ids.shape, -1), attention_mask=inputs.attention_mask,
+                           position_ids=inputs.position_ids, past_key_values=cache, use_cache=True).last_hidden_state
 
     def merged_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(HF name, tensor) for every weight of the plain model; LoRA deltas are added functionally

@@ -4,6 +4,7 @@ checkpoints are HF directories that load back."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -70,14 +71,39 @@ def test_shared_layout_packs_a_groups_short_completions_into_shared_rows(tiny_mo
     batch = TrainBatch(prompts, completions, [[-1.0] * len(c) for c in completions], [0.5] * 6)
     shared = collate(batch, list(range(6)), layout="shared", device=torch.device("cpu"))
     # a: [6] | [3, 2, 1]; b: [6] | [6] -> 4 rows of 6 instead of 6
-    assert shared["input_ids"].shape == (4, 6) and sorted(shared["row_prefix"].tolist()) == [0, 0, 1, 1]
+    assert shared.inputs.input_ids.shape == (4, 6) and sorted(shared.inputs.prefix.row_prefix.tolist()) == [0, 0, 1, 1]
     padded = collate(batch, list(range(6)), layout="padded", device=torch.device("cpu"))
     policy = _learner(tiny_model, dtype="float32").policy
     with torch.no_grad():
-        got, want = policy.completion_logits(shared), policy.completion_logits(padded)
-    mask = shared["loss_mask"].bool()
-    assert torch.equal(mask, padded["loss_mask"].bool())
+        got, want = policy.completion_logits(shared.inputs), policy.completion_logits(padded.inputs)
+    mask = shared.loss_mask.bool()
+    assert torch.equal(mask, padded.loss_mask.bool())
     assert torch.allclose(got[mask], want[mask], atol=1e-5)
+
+
+def test_collate_fills_each_layouts_fields_and_the_mismatch_fields_only_when_set() -> None:
+    from rl.batching import collate
+
+    prompts, completions = [[5, 6, 7]] * 2 + [[8, 9]], [[20, 21], [22], [23, 24, 25]]
+    batch = TrainBatch(prompts, completions, [[-1.0] * len(c) for c in completions], [0.5, -0.5, 1.0],
+                       extras={"seq_index": [[i] * len(c) for i, c in enumerate(completions)]})
+    cpu = torch.device("cpu")
+    shared, padded, packed = (collate(batch, [0, 1, 2], layout=name, device=cpu)
+                              for name in ("shared", "padded", "packed"))
+    assert shared.inputs.prefix is not None and shared.inputs.prefix.input_ids.shape == (2, 2)
+    assert padded.inputs.prefix is None and padded.inputs.position_ids is None
+    assert packed.inputs.prefix is None and packed.inputs.input_ids.shape == (1, 14)
+    for mb in (shared, padded, packed):
+        assert mb.targets.tolist() == [[20, 21, 0], [22, 0, 0], [23, 24, 25]]
+        assert mb.loss_mask.tolist() == [[1, 1, 0], [1, 0, 0], [1, 1, 1]]
+        assert mb.advantages[:, 0].tolist() == [0.5, -0.5, 1.0]
+        assert mb.sampler_logprobs is None and mb.is_weights is None
+        assert mb.extras["seq_index"].dtype == torch.long and mb.extras["seq_index"][:, 0].tolist() == [0, 1, 2]
+    corrected = replace(batch, sampler_logprobs=[[-2.0] * len(c) for c in completions],
+                        is_weights=[[0.5] * len(c) for c in completions]).select([2, 0])
+    mb = collate(corrected, [0, 1], layout="padded", device=cpu)
+    assert mb.sampler_logprobs.tolist() == [[-2.0] * 3, [-2.0, -2.0, 0.0]]
+    assert mb.is_weights.tolist() == [[0.5] * 3, [0.5, 0.5, 0.0]]
 
 
 def test_packing_plans_within_the_token_budget() -> None:
