@@ -15,6 +15,8 @@ T = π_teacher(· | x_<t), both at the sampling temperature; `loss_mask` [N, T] 
 - `masked_token_mean`: the global token-mean every loss uses: Σ(per-token · mask) / num_tokens_in_global_batch,
   so micro-batch losses sum to the full batch's loss.
 All distributions are passed as log-probabilities (last dimension = outcomes).
+
+Formulas: docs/ALGORITHMS.md#on-policy-distillation.
 """
 
 from __future__ import annotations

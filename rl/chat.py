@@ -1,6 +1,6 @@
 """Chat rendering with Qwen3's two modes: thinking (`<think>reasoning</think>answer`) and non-thinking.
 
-Rules (Qwen3 technical report, ../shared/ALGORITHMS.md "Qwen3 chat modes and thinking budget"):
+Rules (Qwen3 technical report; in our words: docs/ALGORITHMS.md#qwen3-chat-modes):
 - Mode flags `/think` and `/no_think` in user or system turns; the latest flag in the conversation wins;
   thinking is the default. `enable_thinking=False` is a hard switch: no thinking whatever the flags say
   (`True` is the same as `None`: the flags decide, as in Qwen3).

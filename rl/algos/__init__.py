@@ -2,6 +2,8 @@
 
 No engines, models or Ray here. Each estimator / loss is one small file; the registries below map a config's
 `type` string to the function, so adding a variant is one file plus one line.
+
+Formulas of every function here, in our notation: docs/ALGORITHMS.md.
 """
 
 from rl.algos.aggregation import AGGREGATIONS, aggregate

@@ -6,6 +6,8 @@ so Σ over micro-batches of `aggregate(...)` equals the full-batch value, and so
 - seq-mean-token-mean (original GRPO): Σ_i (Σ_t l·m / Σ_t m_i) / num_sequences; a sequence with no real
   token contributes 0.
 - seq-mean-token-sum-norm (Dr. GRPO): Σ_{i,t} l·m / (num_sequences · max_len).
+
+Formulas: docs/ALGORITHMS.md#loss-aggregation.
 """
 
 from __future__ import annotations

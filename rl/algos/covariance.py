@@ -5,6 +5,8 @@ Per-token covariance c_t = (logπ_t - mean logπ)(A_t - mean A), the means over 
 like verl, over the micro-batch the learner passes in), detached.
 - Clip-Cov: detach the gradient of a small random subset of tokens with c_t ∈ [cov_low, cov_high].
 - KL-Cov: add coef·|logπ_θ - logπ_old| to the loss of the top fraction of tokens by c_t.
+
+Formulas: docs/ALGORITHMS.md#covariance-based-entropy-control.
 """
 
 from __future__ import annotations

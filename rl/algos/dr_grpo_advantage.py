@@ -1,4 +1,7 @@
-"""Dr. GRPO advantages (arXiv 2503.20783): A_i = r_i - mean_group r, no std division (no difficulty bias)."""
+"""Dr. GRPO advantages (arXiv 2503.20783): A_i = r_i - mean_group r, no std division (no difficulty bias).
+
+Formula: docs/ALGORITHMS.md#advantages.
+"""
 
 from __future__ import annotations
 

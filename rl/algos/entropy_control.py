@@ -4,6 +4,8 @@ Adaptive (Skywork-OR1): keep a target entropy H*; apply the bonus only while H �
 move α by Δ towards keeping H at H* (up when H < H*, down otherwise), clamped to [0, coef_max].
 The target may follow a linear schedule (Qwen3: entropy should rise steadily or stay stable):
 H*(step) = target + (target_end - target) · clamp(step / total_steps, 0, 1).
+
+Formulas: docs/ALGORITHMS.md#entropy-control.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Group views of per-completion rewards, and DAPO's dynamic-sampling filter.
 
 Completions of the same prompt are contiguous: rewards [B*G] is B groups of G.
+
+Formulas: docs/ALGORITHMS.md#dynamic-sampling.
 """
 
 from __future__ import annotations

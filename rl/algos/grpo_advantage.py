@@ -1,4 +1,7 @@
-"""GRPO advantages (DeepSeekMath, arXiv 2402.03300): A_i = (r_i - mean_group r) / (std_group r + eps)."""
+"""GRPO advantages (DeepSeekMath, arXiv 2402.03300): A_i = (r_i - mean_group r) / (std_group r + eps).
+
+Formula: docs/ALGORITHMS.md#advantages.
+"""
 
 from __future__ import annotations
 

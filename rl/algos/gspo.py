@@ -5,6 +5,8 @@ s_i,t = sg[s_i] · π_θ(y_t) / sg[π_θ(y_t)]: its value is s_i and ∂s_i,t/�
 `seq-mean-token-mean` aggregation (1/|o_i| Σ_t) the gradient is exactly sequence-level GSPO's
 A_i ∇s_i = A_i s_i (1/|o_i|) Σ_t ∇logπ_t, while per-token advantages remain possible.
 Clipping acts on s_i (ε ≈ 3e-4 / 4e-4): a clipped sequence passes no gradient through any of its tokens.
+
+Formulas: docs/ALGORITHMS.md#gspo.
 """
 
 from __future__ import annotations

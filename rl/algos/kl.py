@@ -1,4 +1,7 @@
-"""Per-token KL estimators to a frozen reference (Schulman's k1/k2/k3), x = ref_logprobs - logprobs."""
+"""Per-token KL estimators to a frozen reference (Schulman's k1/k2/k3), x = ref_logprobs - logprobs.
+
+Formulas: docs/ALGORITHMS.md#kl-estimators.
+"""
 
 from __future__ import annotations
 

@@ -10,6 +10,8 @@ is one exp pass per chunk; the work runs in place on the chunk's float32 copy. G
 With p = softmax(z / τ) at a position and y its token:
     log p_y = z_y / τ − logsumexp(z / τ)          ∂/∂z = (onehot_y − p) / τ
     H = −Σ_v p_v log p_v                          ∂H/∂z = −p ⊙ (log p + H) / τ
+
+Formulas: docs/ALGORITHMS.md#token-log-probabilities-and-entropy.
 """
 
 from __future__ import annotations

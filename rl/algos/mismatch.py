@@ -5,6 +5,8 @@ With x_t = trainer_logprobs - sampler_logprobs (log of the ratio π_trainer / π
 - mis_token (masked importance sampling): w_t = 1 if exp(x_t) ∈ [1/c, c] else 0.
 - mis_seq: w_t = 1 for every token of sequence i if exp(mean_t x_t) (geometric-mean ratio) ∈ [1/c, c], else 0.
 Weights are detached and multiply the token loss; masked positions get 0.
+
+Formulas: docs/ALGORITHMS.md#rollout-trainer-mismatch.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ Dual-clip with c > 1: for A < 0 the loss is capped at -c·A, L_t = min(-min(ρ_t
 huge ratio on a negative-advantage token cannot blow the loss (and its gradient) up.
 
 `ppo_clip_token_loss` returns the per-token loss; `rl.algos.aggregation` turns it into a scalar.
+
+Formulas: docs/ALGORITHMS.md#ppo-clip-token-loss.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """RLOO advantages: A_i = r_i - mean of the other G-1 rewards of the group (leave-one-out baseline).
 
 Algebraically A_i = G/(G-1) · (r_i - mean_group r): Dr. GRPO's advantage scaled by G/(G-1).
+
+Formula: docs/ALGORITHMS.md#advantages.
 """
 
 from __future__ import annotations
