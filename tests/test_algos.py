@@ -34,6 +34,15 @@ def test_grpo_zero_variance_group_gives_exactly_zero() -> None:
     assert torch.equal(adv, torch.zeros(6))
 
 
+def test_grpo_equal_rewards_not_exact_in_binary_give_exactly_zero() -> None:
+    # 8 x 0.7 in float32: the group mean rounds, leaving ~1e-8 in r - mean and in std, which (std + eps) used to
+    # blow up to |A| ~ 0.056; a group beside it with a real spread keeps its advantages
+    rewards = torch.tensor([0.7] * 8 + [0.1] * 8 + [0.7] * 7 + [0.8])
+    adv = grpo_advantages(rewards, group_size=8)
+    assert torch.equal(adv[:16], torch.zeros(16))
+    assert adv[23] > 2.0 and torch.allclose(adv[16:23], adv[16].expand(7))
+
+
 def test_grpo_rejects_ragged_groups() -> None:
     with pytest.raises(ValueError, match="group_size=4"):
         grpo_advantages(torch.zeros(6), group_size=4)

@@ -20,4 +20,7 @@ def grpo_advantages(rewards: torch.Tensor, group_size: int, std_eps: float = 1e-
     groups = rewards.float().view(-1, group_size)
     centred = groups - groups.mean(dim=1, keepdim=True)
     std = groups.std(dim=1, keepdim=True, unbiased=True)
-    return (centred / (std + std_eps)).view(-1)
+    # equal rewards that are not exact in binary (8 x 0.7) leave a rounding residue of ~1e-8 in both `centred`
+    # and `std`, which the division would turn into |A| ~ 0.05: zero it where the group's rewards are all equal
+    constant = groups.amax(dim=1, keepdim=True) == groups.amin(dim=1, keepdim=True)
+    return torch.where(constant, 0.0, centred / (std + std_eps)).view(-1)
