@@ -1,4 +1,5 @@
-"""Thinking budget at rollout (Qwen3): cap the reasoning, then make the model answer.
+"""Thinking budget at rollout (Qwen3): cap the reasoning, then make the model answer. Formula and rules:
+docs/ALGORITHMS.md#thinking-budget.
 
 Works over any engine with `generate(prompts, spec)` (`VLLMEngine`, `HFEngine`, the Ray `RolloutGroup`):
 - Phase 1 samples each prompt's `spec.n` completions until `</think>` (added as a stop id) or
