@@ -7,8 +7,7 @@ AdamW steps on the PPO-clip loss, token-mean over the global batch, plus β·KL(
 `algorithm.kl_beta` > 0 → the new weights go to every rollout engine → metrics are logged, and a checkpoint is
 written every `trainer.save_every` steps. Re-running the same command resumes from the last checkpoint.
 Formulas: docs/ALGORITHMS.md (#advantages, #ppo-clip-token-loss, #loss-aggregation, #kl-estimators,
-#dynamic-sampling);
-the maths lives in `rl/algos/`, the run's live pieces in `rl/session.py`.
+#dynamic-sampling); the maths lives in `rl/algos/`, the run's live pieces in `rl/session.py`.
 """
 
 from __future__ import annotations
