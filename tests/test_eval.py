@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rl.eval import pass_at_k, pass_metrics
-from rl.mode_following import follows_mode, summarize
+from rl.eval.mode_following import follows_mode, summarize
+from rl.eval.pass_k import pass_at_k, pass_metrics
 
 ROOT = Path(__file__).parents[1]
 TESTS = Path(__file__).parent
@@ -145,14 +145,14 @@ def test_eval_cli_end_to_end(think_model: Path, toy_data: Path, tmp_path: Path) 
 
 def _main_error(capsys, monkeypatch, config: Path, *overrides: str) -> str:
     """Run the CLI in-process, expecting exit 2 before any engine is built."""
-    import rl.eval
+    import rl.eval.cli
 
     def no_engine(*args, **kwargs):
         raise AssertionError("the engine must not be built for bad input")
 
-    monkeypatch.setattr(rl.eval, "build_engine", no_engine)
+    monkeypatch.setattr(rl.eval.cli, "build_engine", no_engine)
     with pytest.raises(SystemExit) as e:
-        rl.eval.main(["--config", str(config), *overrides])
+        rl.eval.cli.main(["--config", str(config), *overrides])
     assert e.value.code == 2
     return capsys.readouterr().err
 
@@ -188,7 +188,7 @@ def test_missing_reward_column_is_named(tiny_model: Path, tmp_path: Path, capsys
 @pytest.mark.parametrize("path", sorted(ROOT.glob("examples/**/eval*.yml")), ids=lambda p: str(p.relative_to(ROOT)))
 def test_example_eval_configs_parse(path: Path) -> None:
     from rl.config_io import load_config
-    from rl.eval_config import EvalConfig
+    from rl.eval.config import EvalConfig
 
     cfg = load_config(EvalConfig, path)
     assert cfg.budget_sweep and cfg.rewards

@@ -21,18 +21,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rl.eval_config import EvalConfig
+from rl.eval.common import Inputs, grade_groups, mean, sampling_spec
+from rl.eval.config import EvalConfig
+from rl.eval.pass_k import correct_counts, pass_metrics
 
 COLUMNS = ("budget", "mode", "thinking_tokens_mean", "budget_hit_frac", "closed_frac",
            "completion_tokens_mean")
 
 
-def run_budget_sweep(cfg: EvalConfig, prepared: Any, engine: Any, out: Path) -> list[dict[str, Any]]:
-    """Every budget of `cfg.budget_sweep`; writes the table files and the plot; returns the rows."""
+def run_budget_sweep(cfg: EvalConfig, inputs: Inputs, prompts: dict[str, tuple[list[str], list[list[int]]]],
+                     engine: Any, out: Path) -> list[dict[str, Any]]:
+    """Every budget of `cfg.budget_sweep`, from the prompts rendered in each mode (`prompts["think"]`,
+    `prompts["no_think"]`: texts, ids); writes the table files and the plot; returns the rows."""
     rows = []
     with (out / "budget_samples.jsonl").open("w") as f:
         for budget in cfg.budget_sweep.budgets:
-            row, samples = sweep_one(cfg, prepared, engine, budget)
+            row, samples = sweep_one(cfg, inputs, prompts, engine, budget)
             rows.append(row)
             f.writelines(json.dumps(s) + "\n" for s in samples)
             print(f"budget {budget}: pass@1 {row['pass@1']:.4f}", flush=True)
@@ -43,25 +47,25 @@ def run_budget_sweep(cfg: EvalConfig, prepared: Any, engine: Any, out: Path) -> 
         writer.writeheader()
         writer.writerows(rows)
     print(format_table(rows))
-    title = f"{Path(cfg.model.path).name}: {len(prepared.inputs.rows)} prompts, n={cfg.sampling.n}, " \
+    title = f"{Path(cfg.model.path).name}: {len(inputs.rows)} prompts, n={cfg.sampling.n}, " \
             f"T={cfg.sampling.temperature}"
     plot_budget_curve(rows, out / "budget_curve.png", title)
     return rows
 
 
-def sweep_one(cfg: EvalConfig, prepared: Any, engine: Any, budget: int) -> tuple[dict[str, Any], list[dict]]:
+def sweep_one(cfg: EvalConfig, inputs: Inputs, prompts: dict[str, tuple[list[str], list[list[int]]]], engine: Any,
+              budget: int) -> tuple[dict[str, Any], list[dict]]:
     """One row of the table (sample every prompt at this budget, score, summarise) and the samples."""
-    from rl.eval import correct_counts, pass_metrics, sampling_spec, score_groups
     from rl.rollout.budget import generate_with_budget, sampled_thinking_length, thinking_budget_for
 
-    inputs, sweep, sampling = prepared.inputs, cfg.budget_sweep, cfg.sampling
+    sweep, sampling = cfg.budget_sweep, cfg.sampling
     if budget == 0:
-        texts, ids = prepared.prompts["no_think"]
+        texts, ids = prompts["no_think"]
         groups = engine.generate(ids, sampling_spec(sampling, max_new_tokens=sweep.max_answer_tokens))
         thinking = [[0] * len(g) for g in groups]
         max_tokens, hits, closed = sweep.max_answer_tokens, [], []
     else:
-        texts, ids = prepared.prompts["think"]
+        texts, ids = prompts["think"]
         tb = thinking_budget_for(inputs.tokenizer, budget, sweep.max_answer_tokens)
         groups = generate_with_budget(engine, ids, sampling_spec(sampling), tb)
         thinks = [not t.endswith("</think>\n\n") for t in texts]  # a row's own /no_think flag closes the block
@@ -71,17 +75,16 @@ def sweep_one(cfg: EvalConfig, prepared: Any, engine: Any, budget: int) -> tuple
         hits = [c.budget_hit for c in flat_think]
         closed = [not c.budget_hit and tb.think_end_id in c.token_ids for c in flat_think]
         max_tokens = tb.max_completion_tokens
-    scores = score_groups(inputs, inputs.rows, texts, groups, max_tokens)
-    primary = scores[inputs.specs[0].label]
+    graded = grade_groups(inputs, texts, groups, max_tokens)
+    primary = graded.values[inputs.rewards.primary]
     ks = cfg.pass_k.k if cfg.pass_k else [1]
     row = {"budget": budget, "mode": "no_think" if budget == 0 else "think",
            **pass_metrics(correct_counts(primary, cfg.correct_threshold), sampling.n, sorted({1, *ks}))}
-    row.update({f"reward/{label}": _mean([v for g in values for v in g]) for label, values in scores.items()})
-    row.update(thinking_tokens_mean=_mean([t for g in thinking for t in g]),
-               budget_hit_frac=_mean(hits) if hits else 0.0, closed_frac=_mean(closed) if closed else 0.0,
-               completion_tokens_mean=_mean([len(c.token_ids) for g in groups for c in g]))
-    decoded = [inputs.tokenizer.batch_decode([c.token_ids for c in g], skip_special_tokens=True) for g in groups]
-    samples = [{"budget": budget, "prompt_index": i, "sample": j, "completion": decoded[i][j],
+    row.update({f"reward/{label}": mean([v for g in values for v in g]) for label, values in graded.values.items()})
+    row.update(thinking_tokens_mean=mean([t for g in thinking for t in g]),
+               budget_hit_frac=mean(hits) if hits else 0.0, closed_frac=mean(closed) if closed else 0.0,
+               completion_tokens_mean=mean([len(c.token_ids) for g in groups for c in g]))
+    samples = [{"budget": budget, "prompt_index": i, "sample": j, "completion": graded.texts[i][j],
                 "reward": primary[i][j], "correct": primary[i][j] >= cfg.correct_threshold,
                 "thinking_tokens": thinking[i][j], "budget_hit": getattr(c, "budget_hit", False)}
                for i, g in enumerate(groups) for j, c in enumerate(g)]
@@ -137,7 +140,3 @@ def plot_budget_curve(rows: list[dict[str, Any]], path: Path, title: str) -> Non
 
 def _cell(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def _mean(values: list) -> float:
-    return sum(values) / len(values) if values else float("nan")

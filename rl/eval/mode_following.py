@@ -5,8 +5,9 @@ data row (d·turns + t) mod rows (its last user message, or the string prompt) w
 `/think`, `/no_think` and none appended (seeded). The mode the answer must be in is the latest flag so far
 (`rl.chat.thinking_enabled`; thinking when there is none). Each assistant turn is generated from
 `rl.chat.render(history)` (earlier turns' reasoning dropped, as Qwen3's template does); its *response* is what
-follows the last `<|im_start|>assistant\\n` — the template's pre-fill (thinking-fusion template: `<think>\\n` or the
-empty block; Qwen3's own: nothing) plus the generated text — and it goes into the history as the assistant turn.
+follows the last `<|im_start|>assistant\\n` — the template's pre-fill (`response_prefill`; thinking-fusion
+template: `<think>\\n` or the empty block; Qwen3's own: nothing) plus the generated text — and it goes into the
+history as the assistant turn.
 
 A response obeys (`follows_mode`, pure):
 - not thinking: it starts with an empty think block (`<think>`, whitespace, `</think>`) and opens no other one;
@@ -26,6 +27,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from rl.config_io import ConfigError
+from rl.eval.common import Inputs, sampling_spec
+from rl.eval.config import EvalConfig
+
 FLAGS = ("/think", "/no_think", None)
 _ASSISTANT = "<|im_start|>assistant\n"
 _EMPTY_BLOCK = re.compile(r"\s*<think>(\s*)</think>")
@@ -40,6 +45,12 @@ def follows_mode(response: str, thinking: bool) -> bool:
     if not text.startswith("<think>"):
         return False
     return bool(text[len("<think>"):].split("</think>", 1)[0].strip())
+
+
+def response_prefill(rendered: str) -> str:
+    """What a rendered prompt already holds of the assistant's response: the text after its last
+    `<|im_start|>assistant\\n` (the chat template's pre-fill: `<think>\\n`, the empty think block, or nothing)."""
+    return rendered[rendered.rfind(_ASSISTANT) + len(_ASSISTANT):]
 
 
 def draw_flags(dialogues: int, turns: int, seed: int) -> list[list[str | None]]:
@@ -59,12 +70,10 @@ def summarize(asked: list[list[bool]], obeyed: list[list[bool]]) -> dict[str, An
             "turns": len(turns), "think_turns": sum(a for a, _ in turns), "switch_turns": len(switches)}
 
 
-def run_mode_check(cfg: Any, inputs: Any, engine: Any, max_model_len: int, out: Path) -> dict[str, Any]:
+def run_mode_check(cfg: EvalConfig, inputs: Inputs, engine: Any, max_model_len: int, out: Path) -> dict[str, Any]:
     """Generate the dialogues turn by turn (all dialogues batched per turn), score, write the two files."""
     from rewards.text import prompt_text
     from rl.chat import render, thinking_enabled
-    from rl.config_io import ConfigError
-    from rl.eval import sampling_spec
 
     mc, tok = cfg.mode_check, inputs.tokenizer
     flags = draw_flags(mc.dialogues, mc.turns, mc.seed)
@@ -89,7 +98,7 @@ def run_mode_check(cfg: Any, inputs: Any, engine: Any, max_model_len: int, out: 
         groups = engine.generate(ids, spec)
         generated = tok.batch_decode([g[0].token_ids for g in groups], skip_special_tokens=True)
         for d, (text, gen) in enumerate(zip(texts, generated)):
-            response = text[text.rfind(_ASSISTANT) + len(_ASSISTANT):] + gen
+            response = response_prefill(text) + gen
             dialogues[d].append({"role": "assistant", "content": response})
             obeyed[d].append(follows_mode(response, asked[d][-1]))
     summary = summarize(asked, obeyed)
