@@ -14,14 +14,12 @@ as `student.path` of `distill.onpolicy` or `model.path` of `rl.grpo`. Without `t
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from distill.config import OffPolicyConfig
-from rl.config_io import ConfigError, build_arg_parser, dump_config, load_config
-from rl.data import DataError
+from rl.config_io import ConfigError, build_arg_parser, dump_config, run_cli
 
 STAGES = ("generate", "sft", "all")
 
@@ -42,17 +40,12 @@ class Plan:
 def main(argv: list[str] | None = None) -> None:
     parser = build_arg_parser("python -m distill.offpolicy", OffPolicyConfig, __doc__.split("\n\n")[0])
     parser.add_argument("--stage", choices=STAGES, default="all", help="generate the SFT data, fine-tune, or both")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(OffPolicyConfig, args.config, args.overrides)
-        plan = preflight(cfg, args.stage)
-    except (ConfigError, DataError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    if args.check:
-        print(f"config ok: generate={plan.generate} ({len(plan.rows or [])} prompts), sft={plan.sft} "
-              f"on {plan.sft_data}")
+    stage = parser.parse_args(argv).stage
+    loaded = run_cli(parser, OffPolicyConfig, argv, lambda cfg: preflight(cfg, stage), lambda cfg, plan: (
+        f"generate={plan.generate} ({len(plan.rows or [])} prompts), sft={plan.sft} on {plan.sft_data}"))
+    if not loaded:
         return
+    cfg, plan = loaded
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out / "config.yaml")

@@ -19,15 +19,13 @@ the same command resumes. Teacher and student must share a tokenizer (checked be
 from __future__ import annotations
 
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from distill.config import OnPolicyConfig
-from rl.config_io import ConfigError, build_arg_parser, load_config
-from rl.data import DataError
+from rl.config_io import build_arg_parser, run_cli
 from rl.session import RunInputs, Session, load_run_inputs
 
 
@@ -41,18 +39,11 @@ class Inputs(RunInputs):
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_arg_parser("python -m distill.onpolicy", OnPolicyConfig, __doc__.split("\n\n")[0])
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(OnPolicyConfig, args.config, args.overrides)
-        inputs = preflight(cfg)
-    except (ConfigError, DataError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    if args.check:
-        print(f"config ok: {len(inputs.rows)} training prompts, loss {cfg.loss.type}, student {cfg.student.path}, "
-              f"teacher {cfg.teacher.path} (same vocabulary)")
-        return
-    train(cfg, inputs)
+    loaded = run_cli(parser, OnPolicyConfig, argv, preflight, lambda cfg, inputs: (
+        f"{len(inputs.rows)} training prompts, loss {cfg.loss.type}, student {cfg.student.path}, "
+        f"teacher {cfg.teacher.path} (same vocabulary)"))
+    if loaded:
+        train(*loaded)
 
 
 def preflight(cfg: OnPolicyConfig) -> Inputs:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import sys
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
+P = TypeVar("P")
 
 
 class ConfigError(ValueError):
@@ -195,6 +198,25 @@ def build_arg_parser(prog: str, model: type[BaseModel], description: str) -> arg
     parser.add_argument("--check", action="store_true", help="validate config + overrides (and data, model paths); load nothing")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.lr=1e-6 rollout.n=16")
     return parser
+
+
+def run_cli(parser: argparse.ArgumentParser, model: type[M], argv: list[str] | None, prepare: Callable[[M], P],
+            summary: Callable[[M, P], str]) -> tuple[M, P] | None:
+    """What every command line does before its real work: parse `argv` with `parser` (`build_arg_parser`), load
+    and validate the config, run `prepare(cfg)` (the driver's pre-flight: everything that can be checked before a
+    model loads). Bad input prints one `error: ...` line and exits 2; with `--check` prints `config ok: <summary>`
+    and returns None; otherwise returns (cfg, what `prepare` returned)."""
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(model, args.config, args.overrides)
+        prepared = prepare(cfg)
+    except ValueError as e:  # ConfigError, DataError and every pre-flight check raise ValueErrors
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if args.check:
+        print(f"config ok: {summary(cfg, prepared)}")
+        return None
+    return cfg, prepared
 
 
 def dump_config(cfg: BaseModel, path: Path) -> None:

@@ -12,32 +12,23 @@ Formulas: docs/ALGORITHMS.md (#advantages, #ppo-clip-token-loss, #loss-aggregati
 
 from __future__ import annotations
 
-import sys
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 from rl.config import GRPOConfig
-from rl.config_io import ConfigError, build_arg_parser, load_config
-from rl.data import DataError
+from rl.config_io import build_arg_parser, run_cli
 from rl.models import check_model_path, resolve_model_path
 from rl.session import RunInputs, Session, load_run_inputs
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_arg_parser("python -m rl.grpo", GRPOConfig, __doc__.split("\n\n")[0])
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(GRPOConfig, args.config, args.overrides)
-        inputs = preflight(cfg)
-    except (ConfigError, DataError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    if args.check:
-        print(f"config ok: {len(inputs.rows)} training prompts, {len(cfg.rewards)} reward(s), model {cfg.model.path}")
-        return
-    train(cfg, inputs)
+    loaded = run_cli(parser, GRPOConfig, argv, preflight, lambda cfg, inputs: (
+        f"{len(inputs.rows)} training prompts, {len(cfg.rewards)} reward(s), model {cfg.model.path}"))
+    if loaded:
+        train(*loaded)
 
 
 def preflight(cfg: GRPOConfig) -> RunInputs:

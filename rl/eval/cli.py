@@ -22,15 +22,14 @@ mode_following.{json,jsonl}.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rl.config_io import ConfigError, build_arg_parser, dump_config, load_config
-from rl.data import DataError, render_prompts, tokenize_prompts
+from rl.config_io import build_arg_parser, dump_config, run_cli
+from rl.data import render_prompts, tokenize_prompts
 from rl.eval.budget_sweep import run_budget_sweep
-from rl.eval.common import Inputs, build_engine, check_context, load_inputs, load_tokenizer
+from rl.eval.common import Inputs, build_engine, check_context, check_summary, load_inputs, load_tokenizer
 from rl.eval.config import EvalConfig
 from rl.eval.mode_following import run_mode_check
 from rl.eval.pass_k import run_pass_k
@@ -47,17 +46,9 @@ class Prepared:
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_arg_parser("python -m rl.eval", EvalConfig, __doc__.split("\n\n")[0])
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(EvalConfig, args.config, args.overrides)
-        prepared = prepare(cfg)
-    except (ConfigError, DataError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    if args.check:
-        print(f"config ok: {len(prepared.inputs.rows)} prompts, {len(cfg.rewards)} reward(s), model {cfg.model.path}")
-        return
-    evaluate(cfg, prepared)
+    loaded = run_cli(parser, EvalConfig, argv, prepare, check_summary)
+    if loaded:
+        evaluate(*loaded)
 
 
 def prepare(cfg: EvalConfig) -> Prepared:

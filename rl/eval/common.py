@@ -114,3 +114,8 @@ def _regroup(flat: list, groups: list[list]) -> list[list]:
 def mean(values: list) -> float:
     """The mean, NaN for no values."""
     return sum(values) / len(values) if values else float("nan")
+
+
+def check_summary(cfg: Any, prepared: Any) -> str:
+    """What `--check` reports for `rl.eval` and the data tools: prompts, rewards, model."""
+    return f"{len(prepared.inputs.rows)} prompts, {len(cfg.rewards)} reward(s), model {cfg.model.path}"

@@ -38,13 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rl.config_io import ConfigError, build_arg_parser, load_config
+from rl.config_io import build_arg_parser, run_cli
 from rl.data import DataError, render_prompts, tokenize_prompts
 from rl.eval.common import (
     Graded,
     Inputs,
     build_engine,
     check_context,
+    check_summary,
     grade_groups,
     load_inputs,
     load_tokenizer,
@@ -78,17 +79,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
     command, model = argv[0], COMMANDS[argv[0]]
     parser = build_arg_parser(f"python -m rl.datatools {command}", model, __doc__.split("\n\n")[0])
-    args = parser.parse_args(argv[1:])
-    try:
-        cfg = load_config(model, args.config, args.overrides)
-        prepared = prepare_filter(cfg) if command == "filter" else prepare_rejection(cfg)
-    except (ConfigError, DataError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    if args.check:
-        print(f"config ok: {len(prepared.inputs.rows)} prompts, {len(cfg.rewards)} reward(s), model {cfg.model.path}")
+    prepare = prepare_filter if command == "filter" else prepare_rejection
+    loaded = run_cli(parser, model, argv[1:], prepare, check_summary)
+    if not loaded:
         return
-    summary = run_filter(cfg, prepared) if command == "filter" else run_rejection(cfg, prepared)
+    summary = run_filter(*loaded) if command == "filter" else run_rejection(*loaded)
     print(json.dumps(summary))  # one line, last: scripts can read it
 
 
