@@ -64,17 +64,24 @@ class Distillation:
     teacher: Any
 
 
-def train(cfg: OnPolicyConfig, inputs: Inputs) -> None:
+def start(cfg: OnPolicyConfig, inputs: Inputs) -> Distillation:
+    """The session with the distillation learner, and the teacher actor. On a single GPU the teacher shares it
+    with the learner and the rollout workers (their `extra_gpu_tenants`)."""
     from distill.actors import GPU_TENANTS, start_teacher
     from distill.learner import DistillLearner
-    from rl.tracking import eval_summary, text_curve
 
-    # on a single GPU the teacher shares it with the learner and the rollout workers (their extra_gpu_tenants)
     session = Session(cfg, inputs, model=cfg.student, model_path=inputs.student_path, learner_cls=DistillLearner,
                       learner_kwargs={"loss_cfg": cfg.loss}, extra_gpu_tenants=GPU_TENANTS)
     teacher = start_teacher(inputs.teacher_path, cfg.teacher, workers=cfg.rollout.workers,
                             temperature=cfg.rollout.temperature, top_k=cfg.loss.top_k or 1, seed=cfg.trainer.seed)
-    run = Distillation(session, teacher)
+    return Distillation(session, teacher)
+
+
+def train(cfg: OnPolicyConfig, inputs: Inputs) -> None:
+    from rl.tracking import eval_summary, text_curve
+
+    run = start(cfg, inputs)
+    session = run.session
 
     def describe(r: dict) -> str:
         return "distill" + (f" KL {r['kl_teacher']:.3f}" if r.get("kl_teacher") is not None else "")

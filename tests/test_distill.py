@@ -378,7 +378,7 @@ def test_teacher_takes_its_share_of_a_single_gpu(tiny_model: Path, tiny_teacher:
     import ray
 
     from distill.config import OnPolicyConfig
-    from distill.onpolicy import Run, preflight
+    from distill.onpolicy import preflight, start
     from rl.config_io import load_config
 
     config = _write_yaml(tmp_path / "gpu.yaml", {
@@ -390,8 +390,8 @@ def test_teacher_takes_its_share_of_a_single_gpu(tiny_model: Path, tiny_teacher:
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, configure_logging=False, log_to_driver=False)
     try:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        run = Run(cfg, inputs)
-        actors = [run.learner, run.teacher, *run.rollout.workers]
+        run = start(cfg, inputs)
+        actors = [run.session.learner, run.teacher, *run.session.rollout.workers]
         _, pending = ray.wait([a.__ray_ready__.remote() for a in actors], num_returns=len(actors), timeout=180)
         assert not pending, "an actor is waiting for GPU resources"
         gpu_ids = ray.get([a.__ray_call__.remote(lambda _: ray.get_runtime_context().get_accelerator_ids()["GPU"])
