@@ -100,9 +100,9 @@ def generate_sft_data(cfg: OffPolicyConfig, plan: Plan, path: Path) -> dict[str,
     """Teacher responses → filtered SFT JSONL at `path`; returns counts and pass rates."""
     from transformers import AutoTokenizer
 
-    from distill.sft_data import generation_prefill, prompt_messages, write_jsonl
+    from distill.sft_data import generation_prefill, write_jsonl
     from rl.chat import chat_style, render, use_thinking_template
-    from rl.data import render_prompts
+    from rl.data import prompt_messages, render_prompts
     from rl.eval.rejection import Candidate, KeepRules, select_sft_rows
     from rl.rollout import SamplingSpec, engine_kwargs, make_engine
 

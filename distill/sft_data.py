@@ -28,19 +28,6 @@ def generation_prefill(mode: str, style: Style | None) -> str:
     return ""
 
 
-def prompt_messages(prompt: str | list[dict], system_prompt: str | None = None, mode: str = "off") -> list[dict]:
-    """A row's prompt as chat messages: a string becomes one user turn; `system_prompt` is prepended when there
-    is no system turn (as the rollout renders it); in `think` / `no_think` mode the last user turn gets Qwen3's
-    flag (` /think` or ` /no_think`), so the SFT data teaches the student to follow the flags."""
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
-    if system_prompt and messages[0]["role"] != "system":
-        messages = [{"role": "system", "content": system_prompt}, *messages]
-    if mode in ("think", "no_think"):
-        last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
-        messages[last_user] = {**messages[last_user], "content": f"{messages[last_user]['content']} /{mode}"}
-    return messages
-
-
 def write_jsonl(rows: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as f:

@@ -86,10 +86,21 @@ def render_prompt(prompt: str | list[dict], tokenizer: Any, system_prompt: str |
     prompt; a plain string is used as is (TRL's "standard" format)."""
     if isinstance(prompt, str):
         return prompt
-    messages = list(prompt)
+    return tokenizer.apply_chat_template(prompt_messages(prompt, system_prompt), tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def prompt_messages(prompt: str | list[dict], system_prompt: str | None = None, mode: str = "off") -> list[dict]:
+    """A row's prompt as chat messages (copies): a string becomes one user turn; `system_prompt` is prepended when
+    there is no system turn; in `think` / `no_think` mode the last user turn gets Qwen3's flag (` /think` or
+    ` /no_think`)."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
     if system_prompt and messages[0]["role"] != "system":
         messages = [{"role": "system", "content": system_prompt}, *messages]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if mode in ("think", "no_think"):
+        last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        messages[last_user] = {**messages[last_user], "content": f"{messages[last_user]['content']} /{mode}"}
+    return messages
 
 
 def render_prompts(rows: list[dict], tokenizer: Any, *, system_prompt: str | None, think_mode: str,
@@ -105,10 +116,7 @@ def render_prompts(rows: list[dict], tokenizer: Any, *, system_prompt: str | Non
 
     texts, modes = [], []
     for i, row in enumerate(rows):
-        prompt = row["prompt"]
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-        if system_prompt and messages[0]["role"] != "system":
-            messages = [{"role": "system", "content": system_prompt}, *messages]
+        messages = prompt_messages(row["prompt"], system_prompt)
         mode = think_mode if think_mode != "mixed" else (
             "think" if random.Random(seed * 1_000_003 + i).random() < think_prob else "no_think")
         enable = None if mode == "think" else False

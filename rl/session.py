@@ -56,7 +56,7 @@ class Session:
         from rl.tracking import MetricsLog, console
         from rl.weight_sync import make_weight_sync
 
-        self.cfg, self.inputs, self.rewards, self.out = cfg, inputs, inputs.rewards, Path(cfg.output_dir)
+        self.cfg, self.rewards, self.out = cfg, inputs.rewards, Path(cfg.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, self.out / "config.yaml")
         self.console = console()

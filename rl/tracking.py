@@ -1,4 +1,5 @@
-"""Run output: one JSON object per step in `metrics.jsonl`, TensorBoard events, `curves.png`, a text curve; the\nconsole and progress bar a run prints to."""
+"""Run output: one JSON object per step in `metrics.jsonl`, TensorBoard events, `curves.png`, a text curve; the
+console and progress bar a run prints to."""
 
 from __future__ import annotations
 
@@ -110,9 +111,8 @@ def progress_bar(out: Any) -> Any:
 
 
 def eval_summary(records: list[dict[str, Any]]) -> str | None:
-    """"held-out accuracy: first (step a) → last (step b)" when the run evaluated at least twice."""
+    """The line `held-out accuracy: first (step a) → last (step b)`, when the run evaluated at least twice."""
     evals = [(r["step"], r["eval_accuracy"]) for r in records if r.get("eval_accuracy") is not None]
     if len(evals) < 2:
         return None
     return f"held-out accuracy: {evals[0][1]:.3f} (step {evals[0][0]}) → {evals[-1][1]:.3f} (step {evals[-1][0]})"
-

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from rl.config_io import build_arg_parser, run_cli
-from rl.data import DataError, render_prompts, tokenize_prompts
+from rl.data import DataError, prompt_messages, render_prompts, tokenize_prompts
 from rl.eval.common import (
     Graded,
     Inputs,
@@ -129,18 +129,9 @@ def sample_and_grade(cfg: FilterConfig | RejectionConfig, prepared: Prepared) ->
 def assign_modes(rows: list[dict], system_prompt: str | None, think_fraction: float,
                  seed: int) -> tuple[list[list[dict]], list[str]]:
     """Each row's prompt messages with its mode flag appended to the last user turn, and the mode. Pure."""
-    conversations, modes = [], []
-    for i, row in enumerate(rows):
-        prompt = row["prompt"]
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
-        if system_prompt and messages[0]["role"] != "system":
-            messages.insert(0, {"role": "system", "content": system_prompt})
-        mode = "think" if random.Random(seed * 1_000_003 + i).random() < think_fraction else "no_think"
-        last_user = max(j for j, m in enumerate(messages) if m["role"] == "user")
-        messages[last_user]["content"] += f" /{mode}"
-        conversations.append(messages)
-        modes.append(mode)
-    return conversations, modes
+    modes = ["think" if random.Random(seed * 1_000_003 + i).random() < think_fraction else "no_think"
+             for i in range(len(rows))]
+    return [prompt_messages(row["prompt"], system_prompt, mode) for row, mode in zip(rows, modes)], modes
 
 
 def prepare_rejection(cfg: RejectionConfig) -> Prepared:
