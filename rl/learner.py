@@ -29,6 +29,7 @@ from rl.algos import (
 )
 from rl.batching import LossNorms, MicroBatch, TrainBatch, collate, pad_rows, plan_micro_batches
 from rl.config import AlgorithmConfig, ModelConfig, TrainerConfig
+from rl.distributed import ProcessGroupSpec, World, merge_from_ranks
 from rl.precision import MasterWeights
 from rl.threads import set_torch_threads
 
@@ -54,24 +55,35 @@ class Learner:
         temperature: float,
         resume_from: str | None = None,
         max_completion_tokens: int = 1,
+        process_group: ProcessGroupSpec | None = None,
     ):
+        from rl import distributed
         from rl.policy import load_policy, load_reference
 
         set_torch_threads(trainer_cfg.torch_threads)
         torch.manual_seed(trainer_cfg.seed)
         self.trainer_cfg, self.algo_cfg, self.temperature = trainer_cfg, algo_cfg, temperature
         self.max_completion_tokens = max_completion_tokens
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        # one of `trainer.learners` ranks (from `process_group`, or torchrun's environment); size 1: unsharded
+        self.world: World = distributed.join(process_group)
+        self.device = distributed.device()
         self.compute_dtype = getattr(torch, model_cfg.dtype)
         self.policy = load_policy(model_path, model_cfg, self.device, resume_from)
         self.layout = micro_batch_layout(trainer_cfg, model_cfg)
         self.reference = load_reference(model_path, self.compute_dtype, self.device) if algo_cfg.kl_beta > 0 else None
-        params = [p for p in self.policy.model.parameters() if p.requires_grad]
+        bf16_params = self.compute_dtype != torch.float32 and trainer_cfg.precision == "bf16_params"
         self.masters: MasterWeights | None = None
-        if self.compute_dtype != torch.float32 and trainer_cfg.precision == "bf16_params":
+        if self.world.sharded:  # float32 shards; with bf16_params FSDP2 computes in bf16 and reduces in float32
+            distributed.shard(self.policy.model, self.compute_dtype if bf16_params else None, root=self.policy.root,
+                              layers_run_twice=self.layout == "shared")
+            if self.reference is not None:
+                distributed.shard(self.reference.model, None, root=self.reference.root)
+        params = [p for p in self.policy.model.parameters() if p.requires_grad]
+        if bf16_params and not self.world.sharded:
             self.masters = MasterWeights(params)  # from the float32 weights just loaded
             self.policy.model.to(self.compute_dtype)
             params = self.masters.masters
+        self._mixed_precision_shards = bf16_params and self.world.sharded
         # fused: one kernel over all parameters (on CPU 0.12 s a step for SmolLM2-135M, against 0.9 s for the
         # default per-parameter loop and 0.64 s for foreach)
         self.optimizer = torch.optim.AdamW(params, lr=trainer_cfg.lr, weight_decay=trainer_cfg.weight_decay, fused=True)
@@ -125,24 +137,40 @@ class Learner:
     def _optimizer_step(self, batch: TrainBatch) -> dict[str, float]:
         norms = LossNorms(num_tokens=max(batch.num_completion_tokens, 1), num_sequences=len(batch),
                           max_len=self.max_completion_tokens)
-        metrics: dict[str, float] = {}
-        self.optimizer.zero_grad(set_to_none=True)
-        # With `precision: autocast`, one autocast region for the whole step: its cache of bf16 weight copies then
-        # serves every micro-batch (the weights do not change until the optimizer step) instead of re-casting all
-        # of them per micro-batch. The objective's float32 maths runs with autocast off.
-        with self._autocast():
-            for _, mb in self._micro_batches(batch):
-                self._accumulate(mb, norms, metrics)
+        metrics = self.accumulate_gradients(batch, norms)
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, self.trainer_cfg.max_grad_norm).item()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.trainer_cfg.max_grad_norm)
+        metrics["grad_norm"] = (grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm).item()
         self.optimizer.step()
         if self.masters is not None:
             self.masters.sync_params()
         self.scheduler.step()
         return metrics
 
-    def _accumulate(self, mb: MicroBatch, norms: LossNorms, metrics: dict[str, float]) -> None:
-        """Forward, objective and backward of one micro-batch; its metric contributions are added to `metrics`."""
+    def accumulate_gradients(self, batch: TrainBatch, norms: LossNorms) -> dict[str, float]:
+        """Zero the gradients, then forward + backward of the whole mini-batch `batch` (this rank's share of it when
+        sharded), the loss normalised by `norms` (the mini-batch's global counts); returns the metrics summed over
+        micro-batches and ranks. Afterwards the gradients are those of the mini-batch's loss (summed over ranks:
+        each rank holds its shard of them)."""
+        from rl.distributed import all_reduce_sum
+
+        metrics: dict[str, float] = {}
+        self.optimizer.zero_grad(set_to_none=True)
+        # With `precision: autocast`, one autocast region for the whole step: its cache of bf16 weight copies then
+        # serves every micro-batch (the weights do not change until the optimizer step) instead of re-casting all
+        # of them per micro-batch. The objective's float32 maths runs with autocast off.
+        with self._autocast():
+            for idx, mb in self._micro_batches(batch):
+                self._accumulate(mb, norms, metrics, weight=1.0 if idx else 0.0)
+        if self.world.sharded:
+            from rl.distributed import release
+
+            release(self.policy.root)
+        return all_reduce_sum(metrics, self.world)
+
+    def _accumulate(self, mb: MicroBatch, norms: LossNorms, metrics: dict[str, float], weight: float = 1.0) -> None:
+        """Forward, objective and backward of one micro-batch; its metric contributions are added to `metrics`.
+        `weight` 0: a padding pass of a rank with fewer micro-batches than the others (no loss, no metrics)."""
         if self.needs_logits:
             logits = self.policy.completion_logits(mb.inputs)
             logprobs, entropy = token_logprobs_and_entropy(logits, mb.targets, temperature=self.temperature)
@@ -150,21 +178,30 @@ class Learner:
             logits = None
             logprobs, entropy = self._at_loss_tokens(self.policy, mb, token_logprobs_and_entropy)
         loss, micro_metrics = self.objective(mb, logits, logprobs, entropy, norms)
-        loss.backward()
+        (loss if weight == 1.0 else loss * weight).backward()
         sampler = mb.sampler_logprobs if mb.sampler_logprobs is not None else mb.old_logprobs
         micro_metrics["mismatch_kl"] = (
             mismatch_kl(logprobs.detach(), sampler, mb.loss_mask).item() * mb.loss_mask.sum().item()
             / norms.num_tokens)
         for key, value in micro_metrics.items():
-            metrics[key] = metrics.get(key, 0.0) + value
+            metrics[key] = metrics.get(key, 0.0) + value * weight
 
     def _micro_batches(self, batch: TrainBatch):
-        """(sequence indices, collated micro-batch) pairs in `self.layout`, lazily."""
+        """(sequence indices, collated micro-batch) pairs in `self.layout`, lazily. Sharded: this rank's share of
+        the prompt groups (`rl.distributed.split_groups`), followed by padding passes `([], <one sequence>)` until
+        it has run as many micro-batches as the rank with the most (their collectives pair up)."""
+        from rl.distributed import all_reduce_max, split_groups
+
         cfg = self.trainer_cfg
-        plan = plan_micro_batches([batch.seq_len(i) for i in range(len(batch))], micro_batch_size=cfg.micro_batch_size,
+        mine = split_groups(len(batch), batch.group_size, self.world) if self.world.sharded else range(len(batch))
+        mine = list(mine)
+        plan = plan_micro_batches([batch.seq_len(i) for i in mine], micro_batch_size=cfg.micro_batch_size,
                                   token_budget=cfg.token_budget, keep_order=self.layout == "shared")
+        plan = [[mine[k] for k in idx] for idx in plan]
+        # agreed before the first pass: a collective between two FSDP passes would pair with another rank's gather
+        plan += [[]] * (all_reduce_max(len(plan), self.world) - len(plan))
         for idx in plan:
-            yield idx, collate(batch, idx, layout=self.layout, device=self.device)
+            yield idx, collate(batch, idx or [0], layout=self.layout, device=self.device)
 
     def objective(self, mb: MicroBatch, logits: torch.Tensor, logprobs: torch.Tensor,
                   entropy: torch.Tensor, norms: LossNorms) -> tuple[torch.Tensor, dict[str, float]]:
@@ -247,19 +284,19 @@ class Learner:
             for k, i in enumerate(idx):
                 out[i] = lp[k, : len(batch.completion_ids[i])].tolist()
         self.policy.model.train()
-        return out
+        return merge_from_ranks(out, self.world)
 
     @torch.no_grad()
     def reference_kl(self, batch: TrainBatch) -> list[float]:
         """Σ_t (log π_old − log π_ref) per completion (k1 summed over its loss-carrying tokens): the PPO-RLHF
         reward penalty of `algorithm.kl_mode: reward`."""
-        out: list[float] = [0.0] * len(batch)
+        out: list[float | None] = [None] * len(batch)
         for idx, mb in self._micro_batches(batch):
             ref = self._reference_logprobs(mb)
             per_seq = ((mb.old_logprobs - ref) * mb.loss_mask).sum(dim=1).cpu()
             for k, i in enumerate(idx):
                 out[i] = per_seq[k].item()
-        return out
+        return merge_from_ranks(out, self.world)
 
     def _reference_logprobs(self, mb: MicroBatch) -> torch.Tensor:
         """log π_ref [N, T] at the loss-carrying tokens (0 elsewhere)."""
@@ -280,18 +317,34 @@ class Learner:
         return logits if self.temperature == 1.0 else logits / self.temperature
 
     def _autocast(self):
-        if self.compute_dtype == torch.float32 or self.masters is not None:
+        if self.compute_dtype == torch.float32 or self.masters is not None or self._mixed_precision_shards:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.compute_dtype)
 
 
     # ---- weights and checkpoints ----------------------------------------------------------------------------
 
-    def weights(self) -> list[tuple[str, torch.Tensor]]:
+    def weights(self) -> list[tuple[str, torch.Tensor]] | None:
         """HF-named weights for the rollout engines (LoRA merged), in the compute dtype, on CPU. With bf16
         parameters on CPU these share storage with the live parameters: ship (an actor's return value is
-        serialised at once) or copy them before the next optimizer step."""
-        return [(name, t.detach().to("cpu", self.compute_dtype)) for name, t in self.policy.merged_weights()]
+        serialised at once) or copy them before the next optimizer step. Sharded: every rank takes part in
+        gathering each unit; rank 0 returns copies, the others None."""
+        if not self.world.sharded:
+            return [(name, t.detach().to("cpu", self.compute_dtype)) for name, t in self.policy.merged_weights()]
+        out = [(name, t.detach().to("cpu", self.compute_dtype, copy=True)) for name, t in self.policy.merged_weights()
+               if self.world.rank == 0]
+        return out if self.world.rank == 0 else None
+
+    def full_weights(self):
+        """(HF name, tensor) in the compute dtype on the learner's device, one at a time (for a weight transfer
+        that streams them); sharded, every rank must iterate to the end together."""
+        with torch.no_grad():
+            for name, tensor in self.policy.merged_weights():
+                yield name, tensor.detach().to(self.compute_dtype)
+
+    def weight_shapes(self) -> list[tuple[str, torch.dtype, tuple[int, ...]]]:
+        """(name, dtype, shape) of what `full_weights` yields, in order, gathering nothing."""
+        return [(name, self.compute_dtype, shape) for name, shape in self.policy.weight_shapes()]
 
     @torch.no_grad()
     def score(self, prompt: list[int], completion: list[int]) -> list[float]:
@@ -304,21 +357,53 @@ class Learner:
         return token_logprobs(logits, mb.targets)[0].tolist()
 
     def save(self, directory: str) -> None:
-        """HF-format model (+ adapter for LoRA), optimizer, scheduler and RNG state into `directory`."""
+        """Into `directory` (every rank calls it when sharded): the HF-format model in float32 (+ adapter for LoRA),
+        consolidated by rank 0; AdamW's moments by parameter name with torch.distributed.checkpoint under
+        `optimizer/` (each rank writes its shards; any number of learners can load them); scheduler, entropy
+        controller and RNG state in `training_state.pt`."""
+        import torch.distributed.checkpoint as dcp
+
         path = Path(directory)
-        with self.masters.float32_params() if self.masters is not None else contextlib.nullcontext():
-            self.policy.save_pretrained(path)
-        torch.save(
-            {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-             "entropy_control": self.entropy_control.state_dict(), "last_entropy": self._last_entropy,
-             "torch_rng": torch.get_rng_state(),
-             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None},
-            path / "training_state.pt",
-        )
+        if self.world.sharded:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            full = get_model_state_dict(self.policy.model,
+                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            if self.world.rank == 0:
+                self.policy.save_pretrained(path, state_dict=full)
+        else:
+            with self.masters.float32_params() if self.masters is not None else contextlib.nullcontext():
+                self.policy.save_pretrained(path)
+        dcp.save({"optimizer": self._named_optimizer_state()}, checkpoint_id=str(path / OPTIMIZER_DIR),
+                 no_dist=not self.world.sharded)
+        if self.world.rank == 0:
+            torch.save(
+                {"param_groups": [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups],
+                 "scheduler": self.scheduler.state_dict(),
+                 "entropy_control": self.entropy_control.state_dict(), "last_entropy": self._last_entropy,
+                 "torch_rng": torch.get_rng_state(),
+                 "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None},
+                path / "training_state.pt",
+            )
+
+    def _named_optimizer_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        """AdamW's state tensors keyed by the parameter's name in the model (the same with or without sharding,
+        with or without float32 masters): the live tensors, so loading into this dict loads the optimizer."""
+        trainable = [(n, p) for n, p in self.policy.model.named_parameters() if p.requires_grad]
+        optimized = self.masters.masters if self.masters is not None else [p for _, p in trainable]
+        return {name: self.optimizer.state[p] for (name, _), p in zip(trainable, optimized, strict=True)}
 
     def _load_training_state(self, path: Path) -> None:
-        state = torch.load(path / "training_state.pt", weights_only=False, map_location="cpu")  # RNG states must stay on CPU; the optimizer moves its own state
-        self.optimizer.load_state_dict(state["optimizer"])
+        import torch.distributed.checkpoint as dcp
+
+        state = torch.load(path / "training_state.pt", weights_only=False, map_location="cpu")  # RNG states must stay on CPU
+        if "optimizer" in state:  # a checkpoint written before the optimizer moved to DCP
+            self.optimizer.load_state_dict(state["optimizer"])
+        else:
+            dcp.load({"optimizer": self._named_optimizer_state()}, checkpoint_id=str(path / OPTIMIZER_DIR),
+                     no_dist=not self.world.sharded)
+            for group, saved in zip(self.optimizer.param_groups, state["param_groups"], strict=True):
+                group.update(saved)
         self.scheduler.load_state_dict(state["scheduler"])
         if "entropy_control" in state:
             self.entropy_control.load_state_dict(state["entropy_control"])
@@ -326,6 +411,10 @@ class Learner:
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+OPTIMIZER_DIR = "optimizer"
+"""A checkpoint's subdirectory holding AdamW's state (torch.distributed.checkpoint, keyed by parameter name)."""
 
 
 @torch.no_grad()
