@@ -1,5 +1,5 @@
-"""The Ray side of on-policy distillation: the teacher actor. On a single GPU it is `GPU_TENANTS` more actor
-beside the learner and the rollout workers (their `extra_gpu_tenants`)."""
+"""The Ray side of on-policy distillation: the teacher actor. On GPUs it is `GPU_TENANTS` more actor on learner
+rank 0's GPU (the session's `extra_gpu_tenants`, `rl.placement.Placement.extra`)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,15 @@ import ray
 
 from distill.config import TeacherConfig
 from distill.teacher import Teacher
-from rl.actors import gpu_share
 
 GPU_TENANTS = 1
 """Actors distillation adds beside GRPO's on a shared GPU: the teacher."""
 
 
-def start_teacher(model_path: str, cfg: TeacherConfig, *, workers: int, temperature: float, top_k: int, seed: int):
-    """The frozen teacher as a Ray actor (`distill.teacher.Teacher`) holding its share of a single GPU, shared with
-    the learner and `workers` rollout workers (0 without CUDA)."""
-    actor = ray.remote(num_cpus=0, num_gpus=gpu_share(workers, GPU_TENANTS))(Teacher)
+def start_teacher(model_path: str, cfg: TeacherConfig, *, options: dict, temperature: float, top_k: int, seed: int):
+    """The frozen teacher as a Ray actor (`distill.teacher.Teacher`) scheduled with `options` (where and how much
+    of a GPU: `rl.placement.Placement.extra()`)."""
+    actor = ray.remote(Teacher).options(**options)
     return actor.remote(model_path, dtype=cfg.dtype, temperature=temperature, top_k=top_k,
                         micro_batch_size=cfg.micro_batch_size, share_prompts=cfg.share_prompts,
                         torch_threads=cfg.torch_threads, seed=seed)

@@ -98,7 +98,7 @@ error naming it (rather than a key silently ignored)."""
 
 class OnPolicyConfig(RunConfig):
     key_order = ("output_dir", "student", "teacher", "data", "rollout", "trainer", "loss", "algorithm", "rewards",
-                 "eval", "tensorboard", "ray_address")
+                 "eval", "tensorboard", "cluster", "ray_address")
 
     student: ModelConfig
     """The model being trained (same keys as `rl.grpo`'s `model`)."""
@@ -137,7 +137,8 @@ class OnPolicyConfig(RunConfig):
 
 class GenerateConfig(EngineConfig):
     key_order = ("backend", "n", "max_prompts", "max_new_tokens", "temperature", "top_p", "keep_truncated",
-                 "min_reward", "kv_cache_gib", "gpu_memory_utilization", "enforce_eager", "dtype", "seed")
+                 "min_reward", "kv_cache_gib", "gpu_memory_utilization", "enforce_eager", "tensor_parallel_size", "dtype",
+                 "seed")
 
     dtype: Literal["bfloat16", "float32"] = "bfloat16"
     """Dtype of the teacher's weights in the engine."""

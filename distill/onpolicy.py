@@ -65,14 +65,14 @@ class Distillation:
 
 
 def start(cfg: OnPolicyConfig, inputs: Inputs) -> Distillation:
-    """The session with the distillation learner, and the teacher actor. On a single GPU the teacher shares it
-    with the learner and the rollout workers (their `extra_gpu_tenants`)."""
+    """The session with the distillation learner, and the teacher actor beside learner rank 0 (sharing its GPU,
+    if any: the session's `extra_gpu_tenants`)."""
     from distill.actors import GPU_TENANTS, start_teacher
     from distill.learner import DistillLearner
 
     session = Session(cfg, inputs, model=cfg.student, model_path=inputs.student_path, learner_cls=DistillLearner,
                       learner_kwargs={"loss_cfg": cfg.loss}, extra_gpu_tenants=GPU_TENANTS)
-    teacher = start_teacher(inputs.teacher_path, cfg.teacher, workers=cfg.rollout.workers,
+    teacher = start_teacher(inputs.teacher_path, cfg.teacher, options=session.placement.extra(),
                             temperature=cfg.rollout.temperature, top_k=cfg.loss.top_k or 1, seed=cfg.trainer.seed)
     return Distillation(session, teacher)
 
@@ -117,7 +117,7 @@ def distill_step(run: Distillation, step: int) -> dict[str, Any]:
     scores = ray.get(scores_ref)
     t2 = time.perf_counter()
     batch = make_batch(cfg, prompt_ids, completions, scores, rewards, on_policy)
-    train_metrics = ray.get(session.learner.train_distill.remote(batch, step, dense_ref))
+    train_metrics = session.learner.call("train_distill", batch, step, dense_ref)
     t3 = time.perf_counter()
     session.weight_sync.push()
     t4 = time.perf_counter()

@@ -78,33 +78,89 @@ def gpu_share(workers: int, extra_gpu_tenants: int = 0) -> float:
     return 1.0 / (workers + 1 + extra_gpu_tenants) if torch.cuda.is_available() else 0.0
 
 
-def start_learner(*args: Any, num_workers: int, learner_cls: type | None = None, extra_gpu_tenants: int = 0,
-                  **kwargs: Any):
-    """The learner actor: `learner_cls` (default `rl.learner.Learner`; a subclass overrides its `objective`), with
-    the sending side of vLLM's weight transfer mixed in (it must run in the process that holds the weights).
-    On a single GPU it shares the device with the `num_workers` rollout workers and `extra_gpu_tenants` other
-    actors (a distillation teacher)."""
+class Pending:
+    """A call running on every learner rank: `result()` waits for all of them (the first failure raises at once:
+    the other ranks may be blocked in a collective with the failed one) and returns rank 0's value."""
+
+    def __init__(self, refs: list):
+        self.refs = refs
+
+    def result(self) -> Any:
+        waiting = list(self.refs)
+        while waiting:
+            done, waiting = ray.wait(waiting, num_returns=1)
+            ray.get(done)
+        return ray.get(self.refs[0])
+
+
+class LearnerGroup:
+    """The learner's `trainer.learners` ranks as Ray actors, one torch.distributed group (`rl.distributed`). Every
+    method runs on every rank with the same arguments (each rank takes its share of a batch; collectives need all
+    of them); rank 0's result is the group's."""
+
+    def __init__(self, cls: type, args: tuple, kwargs: dict[str, Any], *, learners: int, placement: Any = None,
+                 num_gpus: float = 0.0):
+        from rl.distributed import ProcessGroupSpec
+
+        options = [placement.learner(rank) if placement is not None else {"num_cpus": 0, "num_gpus": num_gpus}
+                   for rank in range(learners)]
+        address, port = ray.get(_free_address.options(**options[0]).remote())  # on rank 0's node
+        actor = ray.remote(cls)
+        self.actors = [actor.options(**options[rank]).remote(
+            *args, **kwargs, process_group=ProcessGroupSpec(address, port, rank, learners)) for rank in range(learners)]
+
+    def submit(self, method: str, *args: Any, **kwargs: Any) -> Pending:
+        if len(self.actors) > 1:  # one copy in the object store for all ranks (top-level refs arrive resolved)
+            args = tuple(a if isinstance(a, ray.ObjectRef) else ray.put(a) for a in args)
+        return Pending([getattr(a, method).remote(*args, **kwargs) for a in self.actors])
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self.submit(method, *args, **kwargs).result()
+
+
+@ray.remote(num_cpus=0)
+def _free_address() -> tuple[str, int]:
+    """This node's address and a free port: where learner rank 0 opens the process group."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return ray.util.get_node_ip_address(), s.getsockname()[1]
+
+
+def start_learner(*args: Any, learners: int = 1, placement: Any = None, num_workers: int = 1,
+                  learner_cls: type | None = None, **kwargs: Any) -> LearnerGroup:
+    """The learner's ranks (`LearnerGroup`): `learner_cls` (default `rl.learner.Learner`; a subclass overrides its
+    `objective`), with the sending side of vLLM's weight transfer mixed in (it must run in the processes that hold
+    the weights), placed by `placement` (`rl.placement.plan`); without one, on this node beside `num_workers`
+    rollout workers sharing a single GPU."""
     from rl.learner import Learner
     from rl.weight_sync import WeightSender
 
     cls = learner_cls or Learner
     sending = type(cls.__name__, (cls, WeightSender), {})
     # num_cpus=0: the learner and the engines take turns on the same cores (synchronous GRPO).
-    actor = ray.remote(num_cpus=0, num_gpus=gpu_share(num_workers, extra_gpu_tenants))(sending)
-    return actor.remote(*args, **kwargs)
+    return LearnerGroup(sending, args, kwargs, learners=learners, placement=placement,
+                        num_gpus=gpu_share(num_workers))
 
 
 class RolloutGroup:
-    """`workers` rollout actors; prompts are sharded across them in contiguous blocks. On a single GPU they share
-    it with the learner and `extra_gpu_tenants` other actors (a distillation teacher)."""
+    """`workers` rollout actors; prompts are sharded across them in contiguous blocks. Placed by `placement`
+    (`rl.placement.plan`); without one, on a single GPU they share it with the learner and `extra_gpu_tenants`
+    other actors (a distillation teacher)."""
 
-    def __init__(self, workers: int, backend: str, engine_kwargs: dict[str, Any], extra_gpu_tenants: int = 0):
-        # NCCL cannot run two ranks on one GPU: engines that receive over it get GPUs of their own
-        nccl = engine_kwargs.get("weight_transfer") == "nccl"
-        gpus = 1.0 if nccl else gpu_share(workers, extra_gpu_tenants)
-        actor = ray.remote(num_cpus=0, num_gpus=gpus)(RolloutWorker)
-        self.workers = [actor.remote(backend, {**engine_kwargs, "seed": engine_kwargs.get("seed", 0) + i})
-                        for i in range(workers)]
+    def __init__(self, workers: int, backend: str, engine_kwargs: dict[str, Any], extra_gpu_tenants: int = 0,
+                 placement: Any = None):
+        if placement is None:
+            # NCCL cannot run two ranks on one GPU: engines that receive over it get GPUs of their own
+            nccl = engine_kwargs.get("weight_transfer") == "nccl"
+            gpus = 1.0 if nccl else gpu_share(workers, extra_gpu_tenants)
+            options = [{"num_cpus": 0, "num_gpus": gpus}] * workers
+        else:
+            options = [placement.worker(i) for i in range(workers)]
+        actor = ray.remote(RolloutWorker)
+        self.workers = [actor.options(**options[i]).remote(
+            backend, {**engine_kwargs, "seed": engine_kwargs.get("seed", 0) + i}) for i in range(workers)]
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec) -> list[list[Completion]]:
         shards = _split(prompts, len(self.workers))

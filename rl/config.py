@@ -38,6 +38,16 @@ class EngineConfig(Strict):
     """vLLM on GPU: fraction of GPU memory for the engine (the learner may share the GPU)."""
     enforce_eager: bool = True
     """vLLM: skip graph compilation (starts in seconds instead of minutes on CPU; ~10% slower decoding)."""
+    tensor_parallel_size: int = Field(1, ge=1)
+    """vLLM: GPUs each engine spans (its weights and KV cache split across them; one node). On CPU: worker
+    processes, each bound to its share of the engine's cores."""
+
+    @model_validator(mode="after")
+    def _tensor_parallel_needs_vllm(self) -> EngineConfig:
+        if self.tensor_parallel_size > 1 and self.backend != "vllm":
+            raise ValueError(f"tensor_parallel_size={self.tensor_parallel_size} needs backend=vllm (it is "
+                             f"{self.backend})")
+        return self
 
 
 class LoraConfig(Strict):
@@ -86,8 +96,8 @@ class DataConfig(Strict):
 
 class RolloutConfig(EngineConfig):
     key_order = ("backend", "workers", "n", "max_new_tokens", "temperature", "top_p", "kv_cache_gib",
-                 "gpu_memory_utilization", "enforce_eager", "thinking_budget", "max_answer_tokens", "max_staleness",
-                 "weight_sync")
+                 "gpu_memory_utilization", "enforce_eager", "tensor_parallel_size", "thinking_budget",
+                 "max_answer_tokens", "max_staleness", "weight_sync")
 
     workers: int = Field(1, ge=1)
     """Number of rollout Ray actors; prompts are sharded across them."""
@@ -126,6 +136,11 @@ class RolloutConfig(EngineConfig):
 class TrainerConfig(Strict):
     max_steps: int = Field(ge=1)
     """Training steps (one rollout batch each)."""
+    learners: int = Field(1, ge=1)
+    """Learner processes (Ray actors; one GPU each on GPUs) that shard the model with FSDP2 (`rl/distributed.py`):
+    parameters, gradients, float32 masters and AdamW state are each held 1/N per rank. Each mini-batch is split
+    across them by whole prompt groups, the loss normalised over the whole mini-batch: the update is one
+    learner's. 1: a single unsharded learner."""
     lr: float = Field(1e-6, gt=0.0)
     """AdamW learning rate."""
     warmup_steps: int = Field(0, ge=0)
@@ -258,6 +273,24 @@ class EvalConfig(Strict):
     """Completion budget at evaluation (default: `rollout.max_new_tokens`)."""
 
 
+class ClusterConfig(Strict):
+    """Where the actors run (`rl/placement.py`): Ray placement groups for the learner ranks and the rollout
+    engines, on this machine or on the cluster `ray_address` names."""
+
+    placement: Literal["colocated", "disaggregated"] = "colocated"
+    """On GPUs: `colocated` — one GPU per learner rank, shared with the rollout engines (and a distillation
+    teacher), which take turns with the learner; `disaggregated` — learners and engines on GPUs of their own
+    (trainer.learners + rollout.workers × rollout.tensor_parallel_size GPUs). Without GPUs only the resources
+    below matter."""
+    learner_resources: dict[str, float] = Field(default_factory=dict)
+    """Custom Ray resources each learner rank needs, e.g. `{trainer_node: 1}` to put the learners on the nodes
+    started with `ray start --resources='{"trainer_node": 8}'`."""
+    rollout_resources: dict[str, float] = Field(default_factory=dict)
+    """Custom Ray resources each rollout engine needs (as `learner_resources`)."""
+    placement_timeout_s: float = Field(300.0, gt=0.0)
+    """How long to wait for the cluster to have room for every actor before giving up with an error."""
+
+
 class RunConfig(Strict):
     """What every training run (`rl.grpo`, `distill.onpolicy`) has, and every check across its sections; a
     driver's config extends it with its model section(s) and loss. The live side is `rl.session.Session`."""
@@ -278,8 +311,11 @@ class RunConfig(Strict):
     """Greedy held-out evaluation (accuracy under the first reward) before, during and after training."""
     tensorboard: bool = True
     """Also write metrics as TensorBoard events under `output_dir/tb`."""
+    cluster: ClusterConfig = ClusterConfig()
+    """Placement of learners and rollout engines on GPUs and nodes."""
     ray_address: str | None = None
-    """Connect to an existing Ray cluster (default: start a local one sized to this machine)."""
+    """Connect to an existing Ray cluster (`auto`: the one this machine joined with `ray start`; default: start
+    a local one sized to this machine)."""
 
     @model_validator(mode="after")
     def _budget_needs_thinking(self) -> RunConfig:
@@ -305,10 +341,22 @@ class RunConfig(Strict):
             raise ValueError("eval needs `rewards`: held-out accuracy is the mean of the first reward")
         return self
 
+    @model_validator(mode="after")
+    def _learners_have_data(self) -> RunConfig:
+        learners, groups = self.trainer.learners, self.data.prompts_per_step // self.trainer.mini_batches
+        if learners > groups:
+            raise ValueError(f"trainer.learners={learners} is more than the prompt groups of a mini-batch "
+                             f"(data.prompts_per_step / trainer.mini_batches = {groups}): every learner needs at "
+                             "least one; lower trainer.learners or raise data.prompts_per_step")
+        if learners > 1 and self.rollout.weight_sync == "ipc":
+            raise ValueError("rollout.weight_sync=ipc hands CUDA IPC handles on one shared GPU; with "
+                             f"trainer.learners={learners} use nccl, gloo or object_store")
+        return self
+
 
 class GRPOConfig(RunConfig):
     key_order = ("output_dir", "model", "data", "rollout", "trainer", "algorithm", "rewards", "eval", "tensorboard",
-                 "ray_address")
+                 "cluster", "ray_address")
 
     model: ModelConfig
     """The policy to train."""

@@ -74,18 +74,17 @@ class Rollout:
 def grpo_step(session: Session, step: int, pending: Future | None = None) -> tuple[dict[str, float], Future | None]:
     """rollout → reward → advantage → update → sync; returns this step's metrics and, with
     `rollout.max_staleness: 1`, the next step's rollout already under way."""
-    import ray
 
     cfg = session.cfg
     t0 = time.perf_counter()
     rollout = pending.result() if pending is not None else collect(session, step)
     batch, batch_metrics = make_batch(session, rollout)
     t_train = time.perf_counter()
-    train_ref = session.learner.train.remote(batch, step)
+    training = session.learner.submit("train", batch, step)
     pending, session.stream_checkpoint = None, None
     if cfg.rollout.max_staleness and step < cfg.trainer.max_steps:
         pending = session.prefetch(collect, session, step + 1)
-    train_metrics = ray.get(train_ref)
+    train_metrics = training.result()
     t_sync = time.perf_counter()
     session.weight_sync.push()  # waits for a prefetching engine to finish first
     t_end = time.perf_counter()
@@ -151,7 +150,6 @@ def collect(session: Session, step: int) -> Rollout:
 def make_batch(session: Session, rollout: Rollout) -> tuple[Any, dict[str, float]]:
     """The training batch of the kept groups: loss masks (inserted budget text, overlong masking), the KL reward
     penalty when `algorithm.kl_mode: reward`, and the advantages."""
-    import ray
 
     from rl.algos import ADVANTAGES
     from rl.learner import TrainBatch
@@ -167,7 +165,7 @@ def make_batch(session: Session, rollout: Rollout) -> tuple[Any, dict[str, float
     rewards = torch_tensor([rollout.rewards[k] for k in kept])
     metrics: dict[str, float] = {}
     if algo.kl_mode == "reward":
-        penalty = torch_tensor(ray.get(session.learner.reference_kl.remote(batch)))
+        penalty = torch_tensor(session.learner.call("reference_kl", batch))
         rewards = rewards - algo.kl_beta * penalty
         metrics["kl_reward_penalty"] = (algo.kl_beta * penalty).mean().item()
     batch.advantages = ADVANTAGES[algo.advantage](rewards, cfg.rollout.n, algo.std_eps).tolist()

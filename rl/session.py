@@ -43,7 +43,7 @@ def load_run_inputs(cfg: RunConfig) -> RunInputs:
 class Session:
     """One run's live pieces. `model` is the policy's section (`model` / `student`) and `model_path` its resolved
     path; `learner_cls` (default `rl.learner.Learner`) gets `learner_kwargs` too; `extra_gpu_tenants` are other
-    actors the driver adds on a single shared GPU (a distillation teacher)."""
+    actors the driver adds beside learner rank 0 on its GPU (a distillation teacher: `placement.extra()`)."""
 
     def __init__(self, cfg: RunConfig, inputs: RunInputs, *, model: ModelConfig, model_path: str,
                  learner_cls: type | None = None, learner_kwargs: dict[str, Any] | None = None,
@@ -52,6 +52,7 @@ class Session:
 
         from rl.actors import RolloutGroup, init_ray, start_learner
         from rl.checkpoint import latest_checkpoint, load_state
+        from rl.placement import plan
         from rl.rollout import engine_kwargs
         from rl.tracking import MetricsLog, console
         from rl.weight_sync import make_weight_sync
@@ -89,18 +90,24 @@ class Session:
 
         init_ray(cfg.ray_address)
         self.weight_sync = make_weight_sync(cfg.rollout)
+        cluster = cfg.cluster
+        self.placement = plan(learners=cfg.trainer.learners, workers=cfg.rollout.workers,
+                              tensor_parallel_size=cfg.rollout.tensor_parallel_size, placement=cluster.placement,
+                              learner_resources=cluster.learner_resources, rollout_resources=cluster.rollout_resources,
+                              engines_own_gpus=cfg.rollout.weight_sync == "nccl", extra_gpu_tenants=extra_gpu_tenants,
+                              timeout_s=cluster.placement_timeout_s)
         self.learner = start_learner(model_path, model, cfg.trainer, cfg.algorithm, cfg.rollout.temperature,
                                      resume_from=str(self.resumed_from) if self.resumed_from else None,
-                                     max_completion_tokens=self.max_completion_tokens, num_workers=cfg.rollout.workers,
-                                     extra_gpu_tenants=extra_gpu_tenants, learner_cls=learner_cls,
-                                     **(learner_kwargs or {}))
+                                     max_completion_tokens=self.max_completion_tokens, learners=cfg.trainer.learners,
+                                     placement=self.placement, learner_cls=learner_cls, **(learner_kwargs or {}))
         longest = max(len(p) for p in self.train_set.ids + self.eval_set.ids)
         eval_tokens = (cfg.eval.max_new_tokens or 0) if cfg.eval else 0
         self.rollout = RolloutGroup(cfg.rollout.workers, cfg.rollout.backend, engine_kwargs(
             cfg.rollout, model_path=model_path, dtype=model.dtype, seed=cfg.trainer.seed,
             max_model_len=longest + max(self.max_completion_tokens, eval_tokens), **self.weight_sync.engine_kwargs),
-            extra_gpu_tenants=extra_gpu_tenants)
+            placement=self.placement)
         self.weight_sync.connect(self.learner, self.rollout.workers)
+        self._record_placement()
         if self.resumed_from:
             self.weight_sync.push()
         self.log = MetricsLog(self.out, cfg.tensorboard, resume_step=self.start_step)
@@ -136,6 +143,22 @@ class Session:
                 out.print(line(record))
         self.log.close()
         return self.log.records
+
+    def _record_placement(self) -> None:
+        """`output_dir/placement.json`: the Ray node (id and address) each learner rank and rollout worker runs on."""
+        import json
+
+        import ray
+
+        from rl.placement import node_of
+
+        address = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
+        where = {"learners": [node_of(a) for a in self.learner.actors],
+                 "rollout_workers": [node_of(w) for w in self.rollout.workers]}
+        self.where = where
+        (self.out / "placement.json").write_text(json.dumps(
+            {role: [{"node_id": n, "address": address.get(n)} for n in nodes] for role, nodes in where.items()},
+            indent=1))
 
     def close(self) -> None:
         import ray
@@ -180,10 +203,9 @@ class Session:
 
     def save(self, step: int) -> None:
         """A checkpoint of the learner (HF model directory + training state) and the data cursor."""
-        import ray
 
         from rl.checkpoint import save_checkpoint
 
-        save_checkpoint(self.out, step, lambda d: ray.get(self.learner.save.remote(d)),
+        save_checkpoint(self.out, step, lambda d: self.learner.call("save", d),
                         {"data": self.stream_checkpoint or self.stream.state_dict()},
                         keep_last=self.cfg.trainer.keep_last)

@@ -391,7 +391,7 @@ def test_teacher_takes_its_share_of_a_single_gpu(tiny_model: Path, tiny_teacher:
     try:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
         run = start(cfg, inputs)
-        actors = [run.session.learner, run.teacher, *run.session.rollout.workers]
+        actors = [*run.session.learner.actors, run.teacher, *run.session.rollout.workers]
         _, pending = ray.wait([a.__ray_ready__.remote() for a in actors], num_returns=len(actors), timeout=180)
         assert not pending, "an actor is waiting for GPU resources"
         gpu_ids = ray.get([a.__ray_call__.remote(lambda _: ray.get_runtime_context().get_accelerator_ids()["GPU"])

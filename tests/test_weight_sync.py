@@ -1,7 +1,8 @@
 """Weight sync learner → rollout engines (`rl.weight_sync`) with real Ray actors and the real vLLM engine on the
 tiny model: after learner steps pushed through a backend, every engine scores a fixed sequence as the learner
 does, and differently from before. CPU: the object store and vLLM's weight-transfer API over gloo (two engines,
-so two ranks besides the learner's), full fine-tuning and LoRA. GPU: vLLM's own ipc and nccl backends."""
+so two ranks besides the learner's), full fine-tuning and LoRA, from one learner and from two sharded ranks. GPU:
+vLLM's own ipc and nccl backends."""
 
 from __future__ import annotations
 
@@ -38,12 +39,13 @@ def ray_session():
     ray.shutdown()
 
 
-def _learner(tiny_model: Path, lora: LoraConfig | None = None):
+def _learner(tiny_model: Path, lora: LoraConfig | None = None, learners: int = 1):
     from rl.actors import start_learner
     from rl.config import AlgorithmConfig, ModelConfig, TrainerConfig
 
     return start_learner(str(tiny_model), ModelConfig(path=str(tiny_model), lora=lora),
-                         TrainerConfig(max_steps=2, lr=2e-2), AlgorithmConfig(), 1.0, num_workers=1)
+                         TrainerConfig(max_steps=2, lr=2e-2, learners=learners, torch_threads=1), AlgorithmConfig(),
+                         1.0, num_workers=1, learners=learners)
 
 
 def _rollouts(tiny_model: Path, workers: int, weight_transfer: str):
@@ -69,9 +71,9 @@ def _steps_reach_every_engine(learner, workers: list, sync) -> None:
     before = engine_scores()
     batch = TrainBatch([PROMPT] * 8, [c.token_ids for c in group], [c.logprobs for c in group], [1.0, -1.0] * 4)
     for _ in range(2):
-        ray.get(learner.train.remote(batch))
+        learner.call("train", batch)
         sync.push()
-    expected = ray.get(learner.score.remote(PROMPT, fixed))
+    expected = learner.call("score", PROMPT, fixed)
     for engine_before, engine_after in zip(before, engine_scores()):
         assert _max_diff(engine_after, expected) < LOGPROB_TOL
         assert _max_diff(engine_after, engine_before) > 0.1  # the engine really runs the new weights
@@ -95,7 +97,24 @@ def test_learner_steps_reach_every_engine(backend: str, lora: LoraConfig | None,
     sync = SYNCS[backend]()
     sync.connect(learner, gloo_engines.workers)
     _steps_reach_every_engine(learner, gloo_engines.workers, sync)
-    ray.kill(learner)
+    for actor in learner.actors:
+        ray.kill(actor)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("backend", "lora"), [("object_store", None), ("gloo", None),
+                                               ("gloo", LoraConfig(r=8, alpha=16))], ids=["object_store", "gloo",
+                                                                                         "gloo-lora"])
+def test_a_sharded_learners_steps_reach_every_engine(backend: str, lora: LoraConfig | None, gloo_engines,
+                                                     tiny_model: Path) -> None:
+    """Two learner ranks (FSDP2 over gloo): every rank gathers each layer, rank 0 sends; the engines then score
+    as the learner does."""
+    learner = _learner(tiny_model, lora, learners=2)
+    sync = SYNCS[backend]()
+    sync.connect(learner, gloo_engines.workers)
+    _steps_reach_every_engine(learner, gloo_engines.workers, sync)
+    for actor in learner.actors:
+        ray.kill(actor)
 
 
 # ---- GPU: vLLM's own backends -----------------------------------------------------------------------------------

@@ -47,7 +47,8 @@ class EvalDataConfig(PromptDataConfig):
 class EvalEngineConfig(EngineConfig):
     """The engine built in this process (no Ray) by `rl.eval` and the data tools."""
 
-    key_order = ("backend", "max_model_len", "kv_cache_gib", "gpu_memory_utilization", "enforce_eager", "seed")
+    key_order = ("backend", "max_model_len", "kv_cache_gib", "gpu_memory_utilization", "enforce_eager",
+                 "tensor_parallel_size", "seed")
 
     max_model_len: int | None = Field(None, ge=16)
     """vLLM context length (default: the longest prompt + the longest completion this run can produce; for the mode

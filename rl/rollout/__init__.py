@@ -29,7 +29,9 @@ def engine_kwargs(engine: Any, *, model_path: str, dtype: str, seed: int, max_mo
     sync's receiving backend). Pass them to `make_engine(engine.backend, **...)` or to a rollout worker."""
     return dict(model_path=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
                 kv_cache_gib=engine.kv_cache_gib, gpu_memory_utilization=engine.gpu_memory_utilization,
-                enforce_eager=engine.enforce_eager, **extra)
+                enforce_eager=engine.enforce_eager,
+                **({"tensor_parallel_size": engine.tensor_parallel_size} if engine.tensor_parallel_size > 1 else {}),
+                **extra)
 
 
 __all__ = ["ENGINES", "Completion", "RolloutEngine", "SamplingSpec", "engine_kwargs", "make_engine"]

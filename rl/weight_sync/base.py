@@ -14,7 +14,9 @@ class WeightSync(ABC):
 
     @abstractmethod
     def connect(self, learner: Any, workers: list) -> None:
-        """Once, after the actors exist: open the channel (a collective one blocks until every side joined)."""
+        """Once, after the actors exist: open the channel (a collective one blocks until every side joined).
+        `learner` is the `rl.actors.LearnerGroup`; rank 0 sends, every rank takes part in gathering a sharded
+        model's weights."""
 
     @abstractmethod
     def push(self) -> None:

@@ -10,7 +10,8 @@ from rl.weight_sync.base import WeightSync
 
 
 class ObjectStoreSync(WeightSync):
-    """Through Ray's object store: one `weights()` result, pulled by every worker into `engine.load_weights`."""
+    """Through Ray's object store: one `weights()` result (learner rank 0's), pulled by every worker into
+    `engine.load_weights`."""
 
     def __init__(self):
         self.engine_kwargs = {}
@@ -19,5 +20,6 @@ class ObjectStoreSync(WeightSync):
         self.learner, self.workers = learner, workers
 
     def push(self) -> None:
-        weights = self.learner.weights.remote()
-        ray.get([w.load_weights.remote(weights) for w in self.workers])
+        gathering = self.learner.submit("weights")  # every rank gathers; rank 0 returns the weights
+        ray.get([w.load_weights.remote(gathering.refs[0]) for w in self.workers])
+        gathering.result()

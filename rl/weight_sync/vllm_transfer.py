@@ -29,10 +29,10 @@ class VLLMTransferSync(WeightSync):
 
     def connect(self, learner: Any, workers: list) -> None:
         self.learner = learner
-        ray.get(learner.open_weight_transfer.remote(self.transfer, workers))
+        learner.call("open_weight_transfer", self.transfer, workers)
 
     def push(self) -> None:
-        ray.get(self.learner.send_weights.remote())
+        self.learner.call("send_weights")
 
 
 # ---- the learner's side of vLLM's weight transfer ---------------------------------------------------------------
@@ -75,7 +75,9 @@ TRAINER_INIT_INFO: dict[str, Callable[[int], Any]] = {"ipc": _ipc_init_info, "nc
 
 class LearnerWeights:
     """The learner's weights as vLLM's `WeightSource` (duck-typed, so this module imports without vLLM): HF names,
-    LoRA merged, in the compute dtype, on the learner's device (nccl and ipc read them straight from its GPU)."""
+    LoRA merged, in the compute dtype, on the learner's device (nccl and ipc read them straight from its GPU).
+    Sharded, iterating gathers one unit at a time, with the other ranks gathering alongside (`send_weights`); the
+    metadata comes from the shapes, gathering nothing."""
 
     def __init__(self, learner: Any):
         self.learner = learner
@@ -86,15 +88,11 @@ class LearnerWeights:
         from vllm.distributed.weight_transfer.base import ParamMeta
 
         if self._metadata is None:
-            self._metadata = [ParamMeta(name, t.dtype, tuple(t.shape)) for name, t in self]
+            self._metadata = [ParamMeta(name, dtype, shape) for name, dtype, shape in self.learner.weight_shapes()]
         return self._metadata
 
     def __iter__(self) -> Iterator[tuple[str, torch.Tensor]]:
-        import torch
-
-        with torch.no_grad():  # LoRA merges W + B·A: no graph (grad mode is per thread; the sender only reads)
-            for name, tensor in self.learner.policy.merged_weights():
-                yield name, tensor.detach().to(self.learner.compute_dtype)
+        return self.learner.full_weights()
 
 
 class RolloutClient:
@@ -133,11 +131,14 @@ class RolloutClient:
 
 class WeightSender:
     """Mixed into the learner's actor class by `rl.actors.start_learner`: vLLM's trainer-side engine lives in the
-    learner's process, next to the weights. Reads `policy.merged_weights()` and `compute_dtype` of the
+    learner's process, next to the weights. Reads `full_weights()`, `weight_shapes()` and `world` of the
     `rl.learner.Learner` it is mixed into."""
 
     def open_weight_transfer(self, transfer: str, workers: list) -> None:
-        """Rendezvous with every rollout engine over vLLM's backend `transfer` (blocks until all have joined)."""
+        """Rendezvous with every rollout engine over vLLM's backend `transfer` (blocks until all have joined).
+        Only learner rank 0 sends."""
+        if self.world.rank != 0:
+            return
         from vllm.distributed.weight_transfer.factory import WeightTransferTrainerFactory
 
         init_info = TRAINER_INIT_INFO[transfer](1 + len(workers))
@@ -145,5 +146,10 @@ class WeightSender:
             init_info, client=RolloutClient(workers), source=LearnerWeights(self))
 
     def send_weights(self) -> None:
-        """The current weights to every engine; returns when all of them have loaded them."""
+        """The current weights to every engine; returns when all of them have loaded them. Ranks other than 0
+        gather alongside rank 0, unit by unit, and send nothing."""
+        if self.world.rank != 0:
+            for _ in self.full_weights():
+                pass
+            return
         self._weight_transfer.send_weights()
