@@ -117,7 +117,8 @@ def distill_step(run: Distillation, step: int) -> dict[str, Any]:
     scores = ray.get(scores_ref)
     t2 = time.perf_counter()
     batch = make_batch(cfg, prompt_ids, completions, scores, rewards, on_policy)
-    train_metrics = session.learner.call("train_distill", batch, step, dense_ref)
+    with session.learner_turn():
+        train_metrics = session.learner.call("train_distill", batch, step, dense_ref)
     t3 = time.perf_counter()
     session.weight_sync.push()
     t4 = time.perf_counter()

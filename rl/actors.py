@@ -39,6 +39,12 @@ class RolloutWorker:
     def score(self, prompt: list[int], completion: list[int]) -> list[float]:
         return self.engine.score(prompt, completion)
 
+    def sleep(self) -> None:
+        self.engine.sleep()
+
+    def wake_up(self) -> None:
+        self.engine.wake_up()
+
 
 ACTOR_ENV = {"TOKENIZERS_PARALLELISM": "false", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 """Environment of every actor (learner, rollout workers, teacher)."""
@@ -169,6 +175,12 @@ class RolloutGroup:
 
     def score(self, prompt: list[int], completion: list[int]) -> list[float]:
         return ray.get(self.workers[0].score.remote(prompt, completion))
+
+    def sleep(self) -> None:
+        ray.get([w.sleep.remote() for w in self.workers])
+
+    def wake_up(self) -> None:
+        ray.get([w.wake_up.remote() for w in self.workers])
 
 
 def _split(items: list, parts: int) -> list[list]:

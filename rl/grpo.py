@@ -80,11 +80,12 @@ def grpo_step(session: Session, step: int, pending: Future | None = None) -> tup
     rollout = pending.result() if pending is not None else collect(session, step)
     batch, batch_metrics = make_batch(session, rollout)
     t_train = time.perf_counter()
-    training = session.learner.submit("train", batch, step)
-    pending, session.stream_checkpoint = None, None
-    if cfg.rollout.max_staleness and step < cfg.trainer.max_steps:
-        pending = session.prefetch(collect, session, step + 1)
-    train_metrics = training.result()
+    with session.learner_turn():
+        training = session.learner.submit("train", batch, step)
+        pending, session.stream_checkpoint = None, None
+        if cfg.rollout.max_staleness and step < cfg.trainer.max_steps:
+            pending = session.prefetch(collect, session, step + 1)
+        train_metrics = training.result()
     t_sync = time.perf_counter()
     session.weight_sync.push()  # waits for a prefetching engine to finish first
     t_end = time.perf_counter()

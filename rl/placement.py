@@ -16,7 +16,7 @@ Nothing here starts an actor: `plan` reserves the bundles and hands out `.option
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 TOKEN_CPU = 0.01
@@ -33,7 +33,8 @@ class Placement:
     rollout_bundles: list[int]
     worker_gpus: float
     extra_gpus: float = 0.0
-    worker_env: dict[str, str] = field(default_factory=dict)
+    engines_share_gpus: bool = False
+    """Engines live on the learners' GPUs (colocated on GPUs): they can sleep while the learner trains."""
 
     def learner(self, rank: int) -> dict[str, Any]:
         return _options(self.learner_group, rank, self.learner_gpus)
@@ -72,7 +73,7 @@ def plan(*, learners: int, workers: int, tensor_parallel_size: int, placement: s
                              "(a colocated engine lives on one learner's GPU)")
         tenants = 1 + math.ceil(workers / learners) + extra_gpu_tenants
         return Placement(learner_group, 1.0 / tenants, learner_group, [i % learners for i in range(workers)],
-                         1.0 / tenants, extra_gpus=1.0 / tenants)
+                         1.0 / tenants, extra_gpus=1.0 / tenants, engines_share_gpus=True)
     engine_bundle = {"CPU": TOKEN_CPU, **rollout_resources, **({"GPU": float(tp)} if gpus else {})}
     rollout_group = _reserve([engine_bundle] * workers, "rollout.workers / cluster.rollout_resources", timeout_s)
     learner_gpus = 1.0 / (1 + extra_gpu_tenants) if gpus else 0.0

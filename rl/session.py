@@ -8,7 +8,8 @@ evaluation, metrics, checkpoints, progress and resuming.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,11 +101,15 @@ class Session:
                                      resume_from=str(self.resumed_from) if self.resumed_from else None,
                                      max_completion_tokens=self.max_completion_tokens, learners=cfg.trainer.learners,
                                      placement=self.placement, learner_cls=learner_cls, **(learner_kwargs or {}))
+        # colocated on GPUs, vLLM engines free their memory while the learner trains (not while they prefetch)
+        self.engines_sleep = (self.placement.engines_share_gpus and cfg.rollout.backend == "vllm"
+                              and cfg.rollout.max_staleness == 0)
         longest = max(len(p) for p in self.train_set.ids + self.eval_set.ids)
         eval_tokens = (cfg.eval.max_new_tokens or 0) if cfg.eval else 0
         self.rollout = RolloutGroup(cfg.rollout.workers, cfg.rollout.backend, engine_kwargs(
             cfg.rollout, model_path=model_path, dtype=model.dtype, seed=cfg.trainer.seed,
-            max_model_len=longest + max(self.max_completion_tokens, eval_tokens), **self.weight_sync.engine_kwargs),
+            max_model_len=longest + max(self.max_completion_tokens, eval_tokens), **self.weight_sync.engine_kwargs,
+            **({"enable_sleep_mode": True} if self.engines_sleep else {})),
             placement=self.placement)
         self.weight_sync.connect(self.learner, self.rollout.workers)
         self._record_placement()
@@ -183,6 +188,19 @@ class Session:
         return self.rewards.score_rows([prompts.rows[i] for i in rows_idx], [c.token_ids for c in completions],
                                        self.tokenizer, rendered_prompts=[prompts.texts[i] for i in rows_idx],
                                        step=step, max_completion_tokens=self.max_completion_tokens)
+
+    @contextlib.contextmanager
+    def learner_turn(self) -> Iterator[None]:
+        """The block where the learner trains: engines colocated on its GPUs sleep through it (`engines_sleep`)
+        and are awake again, with their old weights, before the weight sync."""
+        if not self.engines_sleep:
+            yield
+            return
+        self.rollout.sleep()
+        try:
+            yield
+        finally:
+            self.rollout.wake_up()
 
     def prefetch(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Run `fn(*args)` (the next step's rollout) in the background; checkpoints written before the step that

@@ -117,6 +117,22 @@ def test_a_sharded_learners_steps_reach_every_engine(backend: str, lora: LoraCon
         ray.kill(actor)
 
 
+@pytest.mark.slow
+def test_a_tensor_parallel_engine_receives_the_learners_weights(ray_session, tiny_model: Path) -> None:
+    """`rollout.tensor_parallel_size=2` on CPU: vLLM's two worker processes (each bound to its share of the cores)
+    split the tiny model; the object store's weights reach both shards."""
+    from rl.actors import RolloutGroup
+
+    rollouts = RolloutGroup(1, "vllm", dict(model_path=str(tiny_model), kv_cache_gib=0.25, max_model_len=256,
+                                            tensor_parallel_size=2))
+    learner = _learner(tiny_model)
+    sync = SYNCS["object_store"]()
+    sync.connect(learner, rollouts.workers)
+    _steps_reach_every_engine(learner, rollouts.workers, sync)
+    for actor in [*learner.actors, *rollouts.workers]:
+        ray.kill(actor)
+
+
 # ---- GPU: vLLM's own backends -----------------------------------------------------------------------------------
 
 

@@ -48,3 +48,11 @@ class RolloutEngine(ABC):
     @abstractmethod
     def score(self, prompt: list[int], completion: list[int]) -> list[float]:
         """log π(completion[t] | prompt, completion[:t]) for every completion token, at temperature 1."""
+
+    def sleep(self) -> None:
+        """Free accelerator memory while a learner sharing the device trains (engines that can; no-op here)."""
+        return
+
+    def wake_up(self) -> None:
+        """Take the memory back after `sleep`, with the weights it had (new ones are loaded afterwards)."""
+        return

@@ -48,11 +48,14 @@ class VLLMEngine(RolloutEngine):
         weight_transfer: str | None = None,
         block_size: int | None = None,
         tensor_parallel_size: int = 1,
+        enable_sleep_mode: bool = False,
     ):
         """`weight_transfer`: a vLLM weight-transfer backend (`ipc`, `nccl`, `gloo`) to receive weights through
         (`init_weight_transfer` + `receive_weights`); `load_weights` works either way. `block_size`: KV-cache
         block size (None: vLLM's default on GPU, `CPU_BLOCK_SIZE` on CPU). `tensor_parallel_size` > 1: vLLM
-        starts that many worker processes (one per GPU; on CPU each bound to its share of this process's cores)."""
+        starts that many worker processes (one per GPU; on CPU each bound to its share of this process's cores).
+        `enable_sleep_mode` (GPU only): `sleep` offloads the weights to host memory and drops the KV cache while
+        a colocated learner trains."""
         # The engine core runs in this process: weight updates are plain function calls (no pickling of the
         # whole model through a socket), and the actor that owns this engine stays a single process.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -72,6 +75,7 @@ class VLLMEngine(RolloutEngine):
             from rl.rollout import cpu_sampler
 
             cpu_sampler.install()  # inverse-CDF draws from the log-probabilities vLLM computes anyway (3x faster)
+        self.sleeps = enable_sleep_mode
         self.llm = LLM(
             model=model_path,
             dtype=dtype,
@@ -83,6 +87,7 @@ class VLLMEngine(RolloutEngine):
             worker_extension_cls=WORKER_EXTENSION_CLS,
             weight_transfer_config={"backend": weight_transfer} if weight_transfer else None,
             tensor_parallel_size=tensor_parallel_size,
+            **({"enable_sleep_mode": True} if enable_sleep_mode else {}),
             **({"block_size": block_size} if block_size else {}),
             **memory,
         )
@@ -108,6 +113,14 @@ class VLLMEngine(RolloutEngine):
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         self.llm.collective_rpc("load_named_weights", args=(list(weights),))
         self.llm.reset_prefix_cache()
+
+    def sleep(self) -> None:
+        if self.sleeps:
+            self.llm.sleep(level=1)
+
+    def wake_up(self) -> None:
+        if self.sleeps:
+            self.llm.wake_up()
 
     def init_weight_transfer(self, init_info: dict[str, Any]) -> None:
         """Join the learner's weight transfer (a collective backend blocks until every side has joined)."""
