@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sharded_cases import CASES, batch, make_learner  # noqa: E402
+from sharded_cases import CASES, LORA, batch, make_learner  # noqa: E402
 
 from rl.distributed import local_numel  # noqa: E402
 
@@ -46,6 +46,13 @@ def main() -> None:
             results["held"] = [h.tolist() for h in all_held]
             learner.save(save_dir)
         del learner
+    lora = make_learner(model_dir, lora=LORA, **CASES["padded"])
+    lora.train(batch())
+    merged = lora.weights()  # rank 0: the adapter-merged weights the engines would get
+    lora.save(str(Path(save_dir).with_name("lora_ckpt")))
+    results["lora"] = {"merged": dict(merged) if merged else None,
+                       "adapter": {n: full(p) for n, p in lora.policy.model.named_parameters() if "lora_" in n}}
+    del lora
     resumed = make_learner(model_dir, resume_from=resume_dir, **CASES["padded"])
     results["resumed"] = {"before": dump(resumed), "metrics": resumed.train(batch(seed=1))}
     results["resumed"]["after"] = dump(resumed)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sharded_cases import CASES, batch, make_learner  # noqa: E402
+from sharded_cases import CASES, LORA, batch, make_learner  # noqa: E402
 
 WORKER = Path(__file__).resolve().parent / "sharded_worker.py"
 
@@ -61,6 +61,21 @@ def test_each_rank_holds_half_of_the_parameters_and_optimizer_state(runs: dict) 
     for held, total in ((params0, total_params), (params1, total_params), (state0, 2 * total_params),
                         (state1, 2 * total_params)):
         assert 0.45 * total <= held <= 0.55 * total
+
+
+def test_two_ranks_with_lora_save_the_merged_model_and_an_adapter_that_resumes(runs: dict, tiny_model: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    lora = runs["ranks"]["lora"]
+    assert any(not torch.equal(b, torch.zeros_like(b)) for n, b in lora["adapter"].items() if "lora_B" in n)  # trained
+    saved = AutoModelForCausalLM.from_pretrained(runs["tmp"] / "lora_ckpt", dtype=torch.float32)
+    for name, tensor in saved.named_parameters():
+        assert _close(tensor, lora["merged"][name], rel=1e-6), name  # the checkpoint = what the engines got
+    resumed = make_learner(str(tiny_model), resume_from=str(runs["tmp"] / "lora_ckpt"), lora=LORA,
+                           **CASES["padded"])
+    for name, param in resumed.policy.model.named_parameters():
+        if "lora_" in name:
+            assert torch.equal(param.detach(), lora["adapter"][name]), name
 
 
 def test_a_two_rank_checkpoint_resumes_on_one_learner(runs: dict, tiny_model: Path) -> None:
