@@ -54,6 +54,33 @@ def _options(group: Any, bundle: int, gpus: float) -> dict[str, Any]:
         group, placement_group_bundle_index=bundle, placement_group_capture_child_tasks=False)}
 
 
+def _cuda_devices() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def check(cfg: Any) -> None:
+    """Before anything starts (`RunConfig`): on a machine with GPUs and no `ray_address`, the GPUs the placement
+    needs are there; a ValueError names the keys otherwise. (A cluster's GPUs are checked when `plan` reserves
+    them; without GPUs everything runs on the CPU and there is nothing to count.)"""
+    have = _cuda_devices()
+    if cfg.ray_address or not have:
+        return
+    rollout, learners = cfg.rollout, cfg.trainer.learners
+    own = cfg.cluster.placement == "disaggregated" or rollout.weight_sync == "nccl"
+    need = learners + (rollout.workers * rollout.tensor_parallel_size if own else 0)
+    if need > have:
+        why = (f"trainer.learners={learners} + rollout.workers={rollout.workers} × "
+               f"rollout.tensor_parallel_size={rollout.tensor_parallel_size} (cluster.placement="
+               f"{cfg.cluster.placement}, rollout.weight_sync={rollout.weight_sync})" if own
+               else f"trainer.learners={learners}, one GPU per rank")
+        raise ValueError(f"{why} need {need} GPU(s) and this machine has {have}")
+    if rollout.tensor_parallel_size > 1 and not own:
+        raise ValueError(f"rollout.tensor_parallel_size={rollout.tensor_parallel_size} needs "
+                         "cluster.placement=disaggregated on GPUs (a colocated engine lives on one learner's GPU)")
+
+
 def plan(*, learners: int, workers: int, tensor_parallel_size: int, placement: str,
          learner_resources: dict[str, float], rollout_resources: dict[str, float], engines_own_gpus: bool = False,
          extra_gpu_tenants: int = 0, timeout_s: float = 300.0) -> Placement:

@@ -30,12 +30,14 @@ class RunInputs:
 
 
 def load_run_inputs(cfg: RunConfig) -> RunInputs:
-    """Fail fast, naming the key / file / row: the weight sync's GPUs, the data rows, the rewards and the dataset
-    columns they read (checked against the training and the held-out rows)."""
+    """Fail fast, naming the key / file / row: the GPUs the weight sync and the placement need, the data rows, the
+    rewards and the dataset columns they read (checked against the training and the held-out rows)."""
     import rewards
+    from rl.placement import check as check_placement
     from rl.weight_sync import check_weight_sync
 
     check_weight_sync(cfg.rollout)
+    check_placement(cfg)
     rows = load_rows(cfg.data.train)
     eval_rows = load_rows(cfg.eval.data)[: cfg.eval.max_prompts] if cfg.eval else []
     return RunInputs(rows, eval_rows, rewards.from_config(cfg.rewards, [rows, eval_rows]))

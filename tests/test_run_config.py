@@ -73,9 +73,35 @@ def test_run_checks_hold_for_every_training_driver(model: type, tmp_path) -> Non
         (["rollout.thinking_budget=8"], "rollout.thinking_budget and rollout.max_answer_tokens go together"),
         (["rollout.thinking_budget=8", "rollout.max_answer_tokens=4"], "rollout.thinking_budget needs data.think_mode"),
         (["algorithm.loss.type=gspo", "algorithm.mismatch=mis_token"], "breaks GSPO's sequence ratio"),
+        (["trainer.learners=5"], "trainer.learners=5 is more than the prompt groups of a mini-batch"),
+        (["trainer.learners=3", "trainer.mini_batches=2"], r"trainer.learners=3 .* \(data.prompts_per_step / "
+                                                              r"trainer.mini_batches = 2"),
+        (["trainer.learners=2", "rollout.weight_sync=ipc"], "rollout.weight_sync=ipc hands CUDA IPC handles"),
+        (["rollout.backend=hf", "rollout.tensor_parallel_size=2"], "tensor_parallel_size=2 needs backend=vllm"),
     ]:
         with pytest.raises(ConfigError, match=message):
             load_config(model, path, overrides)
+
+
+@pytest.mark.parametrize(("overrides", "gpus", "message"), [
+    (["trainer.learners=4"], 2, r"trainer.learners=4, one GPU per rank need 4 GPU\(s\) and this machine has 2"),
+    (["trainer.learners=2", "cluster.placement=disaggregated", "rollout.workers=2"], 3,
+     r"trainer.learners=2 \+ rollout.workers=2 .* need 4 GPU"),
+    (["rollout.tensor_parallel_size=2"], 4, "needs cluster.placement=disaggregated on GPUs"),
+])
+def test_placement_needs_its_gpus_before_anything_loads(overrides, gpus, message, tmp_path, monkeypatch) -> None:
+    import rl.placement
+
+    path = tmp_path / "g.yml"
+    path.write_text(yaml.safe_dump({"output_dir": "o", "model": {"path": "m"}, "data": {"train": "x.jsonl",
+                                    "prompts_per_step": 4}, "trainer": {"max_steps": 1},
+                                    "rewards": [{"name": "format"}]}))
+    cfg = load_config(GRPOConfig, path, overrides)
+    monkeypatch.setattr(rl.placement, "_cuda_devices", lambda: gpus)
+    with pytest.raises(ValueError, match=message):
+        rl.placement.check(cfg)
+    monkeypatch.setattr(rl.placement, "_cuda_devices", lambda: 0)
+    rl.placement.check(cfg)  # no GPUs: everything on the CPU
 
 
 def _config_sections() -> list[type]:
