@@ -374,8 +374,9 @@ class Learner:
         else:
             with self.masters.float32_params() if self.masters is not None else contextlib.nullcontext():
                 self.policy.save_pretrained(path)
-        dcp.save({"optimizer": self._named_optimizer_state()}, checkpoint_id=str(path / OPTIMIZER_DIR),
-                 no_dist=not self.world.sharded)
+        with _single_process_dcp(self.world):
+            dcp.save({"optimizer": self._named_optimizer_state()}, checkpoint_id=str(path / OPTIMIZER_DIR),
+                     no_dist=not self.world.sharded)
         if self.world.rank == 0:
             torch.save(
                 {"param_groups": [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups],
@@ -400,8 +401,9 @@ class Learner:
         if "optimizer" in state:  # a checkpoint written before the optimizer moved to DCP
             self.optimizer.load_state_dict(state["optimizer"])
         else:
-            dcp.load({"optimizer": self._named_optimizer_state()}, checkpoint_id=str(path / OPTIMIZER_DIR),
-                     no_dist=not self.world.sharded)
+            with _single_process_dcp(self.world):
+                dcp.load({"optimizer": self._named_optimizer_state()}, checkpoint_id=str(path / OPTIMIZER_DIR),
+                         no_dist=not self.world.sharded)
             for group, saved in zip(self.optimizer.param_groups, state["param_groups"], strict=True):
                 group.update(saved)
         self.scheduler.load_state_dict(state["scheduler"])
@@ -411,6 +413,17 @@ class Learner:
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+@contextlib.contextmanager
+def _single_process_dcp(world: World):
+    """torch.distributed.checkpoint in one process warns that it assumes one process: that is the intent."""
+    import warnings
+
+    with warnings.catch_warnings():
+        if not world.sharded:
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+        yield
 
 
 OPTIMIZER_DIR = "optimizer"
