@@ -88,17 +88,20 @@ def gloo_engines(ray_session, tiny_model: Path):
     return _rollouts(tiny_model, workers=2, weight_transfer="gloo")
 
 
+def _sync_and_check(learner, workers: list, backend: str) -> None:
+    sync = SYNCS[backend]()
+    sync.connect(learner, workers)
+    _steps_reach_every_engine(learner, workers, sync)
+    for actor in learner.actors:
+        ray.kill(actor)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("lora", [None, LoraConfig(r=8, alpha=16)], ids=["full", "lora"])
 @pytest.mark.parametrize("backend", ["object_store", "gloo"])
 def test_learner_steps_reach_every_engine(backend: str, lora: LoraConfig | None, gloo_engines,
                                           tiny_model: Path) -> None:
-    learner = _learner(tiny_model, lora)
-    sync = SYNCS[backend]()
-    sync.connect(learner, gloo_engines.workers)
-    _steps_reach_every_engine(learner, gloo_engines.workers, sync)
-    for actor in learner.actors:
-        ray.kill(actor)
+    _sync_and_check(_learner(tiny_model, lora), gloo_engines.workers, backend)
 
 
 @pytest.mark.slow
@@ -109,12 +112,7 @@ def test_a_sharded_learners_steps_reach_every_engine(backend: str, lora: LoraCon
                                                      tiny_model: Path) -> None:
     """Two learner ranks (FSDP2 over gloo): every rank gathers each layer, rank 0 sends; the engines then score
     as the learner does."""
-    learner = _learner(tiny_model, lora, learners=2)
-    sync = SYNCS[backend]()
-    sync.connect(learner, gloo_engines.workers)
-    _steps_reach_every_engine(learner, gloo_engines.workers, sync)
-    for actor in learner.actors:
-        ray.kill(actor)
+    _sync_and_check(_learner(tiny_model, lora, learners=2), gloo_engines.workers, backend)
 
 
 @pytest.mark.slow
@@ -125,12 +123,9 @@ def test_a_tensor_parallel_engine_receives_the_learners_weights(ray_session, tin
 
     rollouts = RolloutGroup(1, "vllm", dict(model_path=str(tiny_model), kv_cache_gib=0.25, max_model_len=256,
                                             tensor_parallel_size=2))
-    learner = _learner(tiny_model)
-    sync = SYNCS["object_store"]()
-    sync.connect(learner, rollouts.workers)
-    _steps_reach_every_engine(learner, rollouts.workers, sync)
-    for actor in [*learner.actors, *rollouts.workers]:
-        ray.kill(actor)
+    _sync_and_check(_learner(tiny_model), rollouts.workers, "object_store")
+    for worker in rollouts.workers:
+        ray.kill(worker)
 
 
 # ---- GPU: vLLM's own backends -----------------------------------------------------------------------------------
