@@ -18,9 +18,11 @@ from rewards.settings import RewardConfig  # a `rewards:` entry is defined with 
 
 
 class Strict(BaseModel):
-    """Base for every config section: unknown keys are errors; attribute docstrings become field docs."""
+    """Base for every config section: unknown keys are errors, so are inf and NaN; attribute docstrings become
+    field docs."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True,
+                              allow_inf_nan=False)
     key_order: ClassVar[tuple[str, ...]] = ()
     """Where a section extends another, the order `--help` lists its keys in (inherited keys would come first)."""
 
@@ -149,6 +151,9 @@ class TrainerConfig(Strict):
     """AdamW weight decay."""
     max_grad_norm: float = Field(1.0, gt=0.0)
     """Gradient clipping by global norm."""
+    max_nonfinite_steps: int = Field(3, ge=1)
+    """An optimizer step whose loss or gradient is NaN / inf is skipped (weights and optimizer state untouched,
+    counted as `skipped_update_frac`); this many in a row stop the run (its last checkpoint is intact)."""
     micro_batch_size: int = Field(8, ge=1)
     """Sequences per forward/backward pass, padded (gradient accumulation covers the rest of the batch)."""
     token_budget: int | None = Field(None, ge=1)

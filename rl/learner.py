@@ -11,6 +11,7 @@ bf16 resolution (≈ 0.4 %) to zero — and checkpoints hold the float32 weights
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 
 import torch
@@ -93,6 +94,7 @@ class Learner:
         self.entropy_control = EntropyController(mode=e.mode, coef=e.coef, target=e.target, target_end=e.target_end,
                                                  delta=e.delta, total_steps=trainer_cfg.max_steps, coef_max=e.coef_max)
         self._last_entropy: float | None = None
+        self.nonfinite_streak = 0  # optimizer steps skipped in a row for a non-finite loss or gradient
         self._cov_generator = torch.Generator().manual_seed(trainer_cfg.seed)
         _allocate_optimizer_state(self.optimizer)
         if resume_from is not None:
@@ -128,9 +130,11 @@ class Learner:
                 for key, value in metrics.items():
                     totals[key] = totals.get(key, 0.0) + value / num_steps
         # entropy (a token-mean over each step) → the controller, for the next step's coefficient
-        self._last_entropy = totals["entropy"]
-        e.update(self._last_entropy, step)
+        if math.isfinite(totals["entropy"]):
+            self._last_entropy = totals["entropy"]
+            e.update(self._last_entropy, step)
         totals.update(info)
+        totals["nonfinite_streak"] = self.nonfinite_streak
         totals["lr"] = self.scheduler.get_last_lr()[0]
         return totals
 
@@ -141,6 +145,14 @@ class Learner:
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, self.trainer_cfg.max_grad_norm)
         metrics["grad_norm"] = (grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm).item()
+        # the same decision on every rank: the norm and the metrics are reduced over all of them
+        if not all(math.isfinite(v) for v in metrics.values()):
+            self.optimizer.zero_grad(set_to_none=True)  # no update: weights, moments and schedule stay as they were
+            self.nonfinite_streak += 1
+            metrics["skipped_update_frac"] = 1.0
+            return metrics
+        self.nonfinite_streak = 0
+        metrics["skipped_update_frac"] = 0.0
         self.optimizer.step()
         if self.masters is not None:
             self.masters.sync_params()
@@ -363,6 +375,9 @@ class Learner:
         controller and RNG state in `training_state.pt`."""
         import torch.distributed.checkpoint as dcp
 
+        if not self._weights_finite():
+            raise RuntimeError("refusing to checkpoint non-finite weights (a skipped update should have prevented "
+                               "them)")
         path = Path(directory)
         if self.world.sharded:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -386,6 +401,16 @@ class Learner:
                  "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None},
                 path / "training_state.pt",
             )
+
+    @torch.no_grad()
+    def _weights_finite(self) -> bool:
+        """Every trainable weight (this rank's shards, then agreed over the ranks) is finite."""
+        from rl.distributed import all_reduce_max
+
+        params = self.masters.masters if self.masters is not None else [
+            p for p in self.policy.model.parameters() if p.requires_grad]
+        bad = any(not torch.isfinite(p.to_local() if hasattr(p, "to_local") else p).all() for p in params)
+        return all_reduce_max(int(bad), self.world) == 0
 
     def _named_optimizer_state(self) -> dict[str, dict[str, torch.Tensor]]:
         """AdamW's state tensors keyed by the parameter's name in the model (the same with or without sharding,

@@ -9,6 +9,8 @@ evaluation, metrics, checkpoints, progress and resuming.
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,17 +32,43 @@ class RunInputs:
 
 
 def load_run_inputs(cfg: RunConfig) -> RunInputs:
-    """Fail fast, naming the key / file / row: the GPUs the weight sync and the placement need, the data rows, the
-    rewards and the dataset columns they read (checked against the training and the held-out rows)."""
+    """Fail fast, naming the key / file / row: a usable `output_dir` no other run holds, the GPUs the weight sync
+    and the placement need, the data rows, the rewards and the dataset columns they read (checked against the
+    training and the held-out rows)."""
     import rewards
     from rl.placement import check as check_placement
+    from rl.run_lock import check_run_dir
     from rl.weight_sync import check_weight_sync
 
+    check_run_dir(cfg.output_dir)
     check_weight_sync(cfg.rollout)
     check_placement(cfg)
     rows = load_rows(cfg.data.train)
     eval_rows = load_rows(cfg.eval.data)[: cfg.eval.max_prompts] if cfg.eval else []
     return RunInputs(rows, eval_rows, rewards.from_config(cfg.rewards, [rows, eval_rows]))
+
+
+class _StopRequest:
+    """Within the block, the first SIGTERM / SIGINT is recorded (`signal`) for the loop to act on after the
+    current step; the second one gets the default behaviour. Outside the main thread it does nothing."""
+
+    def __init__(self):
+        self.signal: signal.Signals | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signal = signal.Signals(signum)
+        signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else signal.default_int_handler)
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 class Session:
@@ -57,11 +85,12 @@ class Session:
         from rl.checkpoint import latest_checkpoint, load_state
         from rl.placement import plan
         from rl.rollout import engine_kwargs
+        from rl.run_lock import lock_run_dir
         from rl.tracking import MetricsLog, console
         from rl.weight_sync import make_weight_sync
 
         self.cfg, self.rewards, self.out = cfg, inputs.rewards, Path(cfg.output_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self._lock = lock_run_dir(self.out)  # held until `close` (or the process ends)
         dump_config(cfg, self.out / "config.yaml")
         self.console = console()
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -80,7 +109,7 @@ class Session:
             self.budget = thinking_budget_for(self.tokenizer, cfg.rollout.thinking_budget, cfg.rollout.max_answer_tokens)
         self.max_completion_tokens = self.budget.max_completion_tokens if self.budget else cfg.rollout.max_new_tokens
 
-        self.resumed_from = latest_checkpoint(self.out)
+        self.resumed_from = latest_checkpoint(self.out, report=self.console.print)
         state = load_state(self.resumed_from) if self.resumed_from else {}
         self.start_step = state.get("step", 0)
         self.stream = PromptStream(len(inputs.rows), seed=cfg.trainer.seed, shuffle=cfg.data.shuffle)
@@ -127,29 +156,51 @@ class Session:
         evaluation before the first step (of a fresh run), every `eval.every` steps and after the last,
         checkpoints every `trainer.save_every` steps and at the end, the progress bar (`describe(record)`) and
         one console line per step (`line(record)`). Returns every step's record (a resumed run's earlier ones
-        included)."""
+        included).
+
+        SIGTERM / SIGINT let the current step finish, save a checkpoint and end the run (exit 128 + the signal's
+        number; a second signal ends it at once). `trainer.max_nonfinite_steps` optimizer steps skipped in a row
+        for a non-finite loss or gradient end it with a message (exit 1): the last checkpoint holds the last
+        finite weights."""
         from rl.tracking import progress_bar
 
         cfg, out = self.cfg, self.console
+        stop = _StopRequest()
         if self.resumed_from:
             out.print(f"resuming from {self.resumed_from} (step {self.start_step})")
         elif cfg.eval:
             self.log.log({"step": 0, **self.evaluate()})
             out.print(f"step 0: held-out accuracy {self.log.records[-1]['eval_accuracy']:.3f}")
         last = cfg.trainer.max_steps
-        with progress_bar(out) as progress:
+        with progress_bar(out) as progress, stop:
             task = progress.add_task(title, total=last, completed=self.start_step)
             for step in range(self.start_step + 1, last + 1):
                 record = step_fn(step)
                 if cfg.eval and (step == last or (cfg.eval.every and step % cfg.eval.every == 0)):
                     record.update(self.evaluate())
                 self.log.log(record)
-                if step % cfg.trainer.save_every == 0 or step == last:
+                if step % cfg.trainer.save_every == 0 or step == last or stop.signal is not None:
                     self.save(step)
                 progress.update(task, advance=1, description=describe(record))
                 out.print(line(record))
+                if stop.signal is not None:
+                    self._end(f"stopped by {stop.signal.name} after step {step}; checkpoint saved, re-run the same "
+                              "command to resume", code=128 + stop.signal.value)
+                if record.get("nonfinite_streak", 0) >= cfg.trainer.max_nonfinite_steps:
+                    self._end(f"error: {record['nonfinite_streak']} optimizer steps in a row had a non-finite loss or "
+                              "gradient and were skipped (trainer.max_nonfinite_steps); the weights were not "
+                              "changed by them. Lower trainer.lr or check the rewards, then resume.", code=1)
         self.log.close()
         return self.log.records
+
+    def _end(self, message: str, *, code: int) -> None:
+        """End the run now: metrics closed, actors gone, the run directory released; `message` to stderr."""
+        import sys
+
+        self.log.close()
+        self.close()
+        print(message, file=sys.stderr, flush=True)
+        raise SystemExit(code)
 
     def _record_placement(self) -> None:
         """`output_dir/placement.json`: the Ray node (id and address) each learner rank and rollout worker runs on."""
@@ -170,8 +221,11 @@ class Session:
     def close(self) -> None:
         import ray
 
+        from rl.run_lock import release
+
         self._prefetcher.shutdown(wait=True)
         ray.shutdown()
+        release(self._lock)
 
     # ---- what a step does with the pieces ---------------------------------------------------------------------
 

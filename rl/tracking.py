@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,11 @@ class MetricsLog:
     def __init__(self, output_dir: Path, tensorboard: bool = True, resume_step: int = 0):
         self.path = output_dir / "metrics.jsonl"
         self.records = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-        # Steps after the checkpoint we resume from were lost with the run: drop them so the file stays a curve.
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        # Steps after the checkpoint we resume from were lost with the run, and a line torn by a crash or a full
+        # disk is no record: rewrite the file without them (atomically) so it stays a curve.
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        os.replace(tmp, self.path)
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -26,8 +30,10 @@ class MetricsLog:
     def log(self, record: dict[str, Any]) -> None:
         clean = {k: _json_safe(v) for k, v in record.items()}
         self.records.append(clean)
-        with self.path.open("a") as f:
+        with self.path.open("a") as f:  # one write of the whole line, on disk before the step counts as logged
             f.write(json.dumps(clean) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
         if self.writer is not None:
             for key, value in clean.items():
                 if key != "step" and isinstance(value, int | float):
@@ -46,9 +52,19 @@ def _json_safe(value: Any) -> Any:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl; lines that are not a JSON object (torn by a crash or a full disk) are
+    skipped."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def plot_curves(records: list[dict[str, Any]], path: Path) -> None:

@@ -1,0 +1,200 @@
+"""A run survives what kills runs elsewhere: a non-finite loss or gradient skips the update (weights, optimizer
+and checkpoints stay finite) and repeated ones stop the run with a message; one run per output directory (a second
+is refused, naming the first; a killed run's lock does not block its resume); a torn metrics line and a corrupt
+latest checkpoint do not block a resume; SIGTERM ends a run after its current step with a checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).parents[1]
+
+
+def _learner(path: Path, **trainer):
+    from rl.config import AlgorithmConfig, ModelConfig, TrainerConfig
+    from rl.learner import Learner
+
+    return Learner(str(path), ModelConfig(path=str(path)), TrainerConfig(max_steps=4, lr=1e-2, **trainer),
+                   AlgorithmConfig(), temperature=1.0, max_completion_tokens=10)
+
+
+def _batch():
+    from rl.learner import TrainBatch
+
+    completions = [[5, 6, 7], [8, 9], [10, 11, 12, 13], [14]]
+    return TrainBatch([[3, 4, 5]] * 4, completions, [[-6.0] * len(c) for c in completions], [1.0, -1.0, 0.5, -0.5],
+                      group_size=2)
+
+
+def test_a_nonfinite_gradient_skips_the_update(tiny_model: Path, tmp_path: Path) -> None:
+    from rl.checkpoint import checkpoint_problem
+
+    learner = _learner(tiny_model)
+    before = {n: p.detach().clone() for n, p in learner.policy.model.named_parameters()}
+    moments = [s["exp_avg"].clone() for s in learner.optimizer.state.values()]
+    objective = learner.objective
+    learner.objective = lambda *a: (lambda loss, m: (loss * float("nan"), m))(*objective(*a))  # NaN gradients
+    metrics = learner.train(_batch())
+    assert metrics["skipped_update_frac"] == 1.0 and metrics["nonfinite_streak"] == 1
+    for name, param in learner.policy.model.named_parameters():
+        assert torch.equal(param.detach(), before[name]), name
+    assert all(torch.equal(s["exp_avg"], m) for s, m in zip(learner.optimizer.state.values(), moments))
+    assert all(s["step"].item() == 0 for s in learner.optimizer.state.values())
+    learner.objective = objective
+    metrics = learner.train(_batch())  # a finite step updates again and ends the streak
+    assert metrics["skipped_update_frac"] == 0.0 and metrics["nonfinite_streak"] == 0
+    learner.save(str(tmp_path / "ckpt"))
+    (tmp_path / "ckpt" / "trainer_state.json").write_text('{"step": 2}')  # what rl.checkpoint adds
+    assert checkpoint_problem(tmp_path / "ckpt") is None
+    with torch.no_grad():  # weights that went non-finite some other way are never checkpointed
+        next(iter(learner.masters.masters)).fill_(float("inf"))
+    with pytest.raises(RuntimeError, match="refusing to checkpoint non-finite weights"):
+        learner.save(str(tmp_path / "bad"))
+
+
+def test_checkpoint_problems_and_torn_metrics_lines(tiny_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from rl.checkpoint import checkpoint_problem, latest_checkpoint
+    from rl.tracking import read_metrics
+
+    root = tmp_path / "run" / "checkpoints"
+    for step in (2, 4, 6):
+        shutil.copytree(tiny_model, root / f"step_{step}")
+        (root / f"step_{step}" / "trainer_state.json").write_text(json.dumps({"step": step}))
+    weights = load_file(root / "step_6" / "model.safetensors")
+    next(iter(weights.values()))[0] = float("nan")
+    save_file(weights, root / "step_6" / "model.safetensors")
+    (root / "step_4" / "model.safetensors").write_bytes(b"\x00" * 100)  # torn
+    assert "holds NaN or inf" in checkpoint_problem(root / "step_6")
+    reports: list[str] = []
+    assert latest_checkpoint(tmp_path / "run", report=reports.append) == root / "step_2"
+    assert len(reports) == 2 and "step_6" in reports[0] and "step_4" in reports[1]
+    assert sorted(p.name for p in root.iterdir()) == ["step_2", "step_4.bad", "step_6.bad"]
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text('{"step": 1, "reward_mean": 0.5}\n{"step": 2, "rew')
+    assert read_metrics(metrics) == [{"step": 1, "reward_mean": 0.5}]
+
+
+def test_the_run_lock_names_its_holder_and_dies_with_it(tmp_path: Path) -> None:
+    from rl.run_lock import RunDirInUse, check_run_dir, lock_run_dir, release
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom rl.run_lock import lock_run_dir\n"
+        f"lock_run_dir({str(tmp_path / 'run')!r}); print('locked', flush=True); time.sleep(120)")],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunDirInUse, match=rf"in use by another run \(pid {holder.pid} on "):
+            check_run_dir(tmp_path / "run")
+    finally:
+        holder.kill()
+        holder.wait()
+    check_run_dir(tmp_path / "run")  # the killed holder's lock went with it
+    release(lock_run_dir(tmp_path / "run"))
+    with pytest.raises(ValueError, match="is not a directory"):
+        (tmp_path / "file").write_text("x")
+        check_run_dir(tmp_path / "file")
+
+
+def test_inf_and_nan_settings_are_config_errors(tmp_path: Path) -> None:
+    import yaml
+
+    from rl.config import GRPOConfig
+    from rl.config_io import ConfigError, load_config
+
+    path = tmp_path / "g.yml"
+    path.write_text(yaml.safe_dump({"output_dir": "o", "model": {"path": "m"}, "data": {"train": "x.jsonl"},
+                                    "trainer": {"max_steps": 1}, "rewards": [{"name": "format"}]}))
+    for value in (".inf", "nan"):
+        with pytest.raises(ConfigError, match="trainer.lr"):
+            load_config(GRPOConfig, path, [f"trainer.lr={value}"])
+
+
+# ---- through the real CLI ---------------------------------------------------------------------------------------
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _grpo(config: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rl.grpo", "--config", str(config), *overrides], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _wait_for(condition, what: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert proc.poll() is None, f"the run ended before {what}"
+        assert time.time() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_repeated_nonfinite_steps_stop_the_run_with_a_message(make_config, tmp_path: Path) -> None:
+    config = make_config(trainer={"lr": 1e30, "max_steps": 8, "max_nonfinite_steps": 2})
+    out = _grpo(config)
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "optimizer steps in a row had a non-finite loss or gradient" in out.stderr
+    assert "Traceback" not in out.stderr
+    records = _metrics(tmp_path / "run")
+    assert [r["skipped_update_frac"] for r in records][-2:] == [1.0, 1.0] and len(records) < 8
+
+
+@pytest.mark.slow
+def test_a_second_run_is_refused_and_a_killed_run_resumes_despite_its_lock(make_config, tmp_path: Path) -> None:
+    config = make_config(trainer={"max_steps": 40, "save_every": 2})
+    run_dir = tmp_path / "run"
+    log = (tmp_path / "first.err").open("w")
+    first = subprocess.Popen([sys.executable, "-m", "rl.grpo", "--config", str(config)], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    try:
+        _wait_for(lambda: (run_dir / "checkpoints" / "step_4").is_dir(), "step-4 checkpoint", first)
+        second = _grpo(config, timeout=120)
+        assert second.returncode == 2
+        assert f"is in use by another run (pid {first.pid} on " in second.stderr, second.stderr[-2000:]
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    # a torn last metrics line (as a full disk leaves) and a corrupt newest checkpoint
+    with (run_dir / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 99, "reward_me')
+    newest = max((p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("step_")
+                  and p.name[5:].isdigit()), key=lambda p: int(p.name[5:]))
+    (newest / "model.safetensors").write_bytes(b"torn")
+    out = _grpo(config, "trainer.max_steps=" + str(int(newest.name[5:]) + 1))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"checkpoint {newest} cannot be resumed from" in out.stdout
+    previous = int(newest.name[5:]) - 2
+    assert f"resuming from {run_dir / 'checkpoints' / f'step_{previous}'} (step {previous})" in out.stdout
+    assert [r["step"] for r in _metrics(run_dir)] == list(range(1, int(newest.name[5:]) + 2))
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_run_after_its_step_with_a_checkpoint(make_config, tmp_path: Path) -> None:
+    config = make_config(trainer={"max_steps": 40, "save_every": 100})
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "rl.grpo", "--config", str(config)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: (run_dir / "metrics.jsonl").is_file() and len(_metrics(run_dir)) >= 2, "step 2", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    last = _metrics(run_dir)[-1]["step"]
+    assert f"stopped by SIGTERM after step {last}; checkpoint saved" in err
+    assert (run_dir / "checkpoints" / f"step_{last}" / "trainer_state.json").is_file()
+    out = _grpo(config, f"trainer.max_steps={last + 1}")
+    assert out.returncode == 0 and f"(step {last})" in out.stdout, out.stderr[-3000:]
