@@ -154,13 +154,13 @@ def sample_step(run: Distillation, prompt_ids: list[list[int]], on_policy: bool)
 
 
 def make_batch(cfg: OnPolicyConfig, prompt_ids: list[list[int]], completions: list, scores: list,
-               rewards: list[float], on_policy: bool):
+               rewards: list[float | None], on_policy: bool):
     """The learner's batch: per-token advantages (sampled reverse KL and/or weighted GRPO advantages; zero on
     off-policy steps, where a policy gradient would be wrong) and the teacher's top-k / tail / index extras."""
     import torch
 
     from distill.losses import sampled_kl_advantages
-    from rl.algos import ADVANTAGES
+    from rl.algos import ADVANTAGES, scored_advantages
     from rl.batching import pad_rows
     from rl.learner import TrainBatch
 
@@ -173,7 +173,8 @@ def make_batch(cfg: OnPolicyConfig, prompt_ids: list[list[int]], completions: li
         teacher = pad_rows([s.logprobs for s in scores], torch.float32)
         adv = adv + sampled_kl_advantages(pad_rows(old, torch.float32), teacher, mask_t, kl_coef=loss.kl_coef)
     if on_policy and loss.reward_weight > 0:
-        grpo = ADVANTAGES[algo.advantage](torch.tensor(rewards, dtype=torch.float32), cfg.rollout.n, algo.std_eps)
+        rewards_t = torch.tensor([float("nan") if r is None else r for r in rewards], dtype=torch.float32)
+        grpo = scored_advantages(ADVANTAGES[algo.advantage], rewards_t, cfg.rollout.n, algo.std_eps)
         adv = adv + loss.reward_weight * grpo[:, None] * mask_t
     extras = {"teacher_topk_ids": [s.topk_ids for s in scores],
               "teacher_topk_logprobs": [s.topk_logprobs for s in scores],
@@ -184,9 +185,9 @@ def make_batch(cfg: OnPolicyConfig, prompt_ids: list[list[int]], completions: li
                       extras=extras, group_size=cfg.rollout.n)
 
 
-def completion_metrics(completions: list, scores: list, rewards: list[float] | None, on_policy: bool) -> dict:
+def completion_metrics(completions: list, scores: list, rewards: list[float | None] | None, on_policy: bool) -> dict:
     """`kl_teacher` (on student samples: Σ mask·(log S − log T) / Σ mask, with the sampler's log S), lengths,
-    truncation, and the reward mean/std when rewards are configured."""
+    truncation, and the reward mean/std over the scored completions when rewards are configured."""
     num = sum(sum(c.loss_mask or [1] * len(c.token_ids)) for c in completions)
     record: dict[str, Any] = {
         "response_len_mean": sum(len(c.token_ids) for c in completions) / len(completions),
@@ -196,10 +197,11 @@ def completion_metrics(completions: list, scores: list, rewards: list[float] | N
         gap = sum(m * (s_lp - t_lp) for c, s in zip(completions, scores)
                   for m, s_lp, t_lp in zip(c.loss_mask or [1] * len(c.token_ids), c.logprobs, s.logprobs))
         record["kl_teacher"] = gap / max(num, 1)
-    if rewards is not None:
-        mean = sum(rewards) / len(rewards)
+    scored = [r for r in rewards or [] if r is not None]
+    if scored:
+        mean = sum(scored) / len(scored)
         record["reward_mean"] = mean
-        record["reward_std"] = (sum((r - mean) ** 2 for r in rewards) / max(len(rewards) - 1, 1)) ** 0.5
+        record["reward_std"] = (sum((r - mean) ** 2 for r in scored) / max(len(scored) - 1, 1)) ** 0.5
     return record
 
 

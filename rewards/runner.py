@@ -5,8 +5,10 @@ columns also carry TRL's `log_metric(name, value)` (averaged into `reward/<label
 `trainer_state` with `global_step`. Every reward of a step runs concurrently: `async def` rewards (and callables
 returning awaitables, such as the judge) on one event loop, plain functions each in a thread of their own (the
 judge, the reward-model actor and the verifiers' worker pools release the GIL while they wait). The step reward
-of sample i is Σ_k w_k r_k(i) over the rewards k that returned a number for it; `None` and `Failed` are left out
-(a sample no reward applies to gets 0).
+of sample i is Σ_k w_k r_k(i) over the rewards k that returned a number for it; a reward returning `None` (it
+does not apply to the sample) is left out, and a sample no reward applies to gets 0. A sample that some reward
+failed to grade (`Failed`, or an error under `on_error: skip`) is *unscored*: its total is None, never 0, and
+the drivers leave it out of group statistics and reward means (`reward/unscored_frac` counts them).
 
 A reward that raises (or returns something outside the contract) is re-run one sample at a time to find the
 samples that fail: with `on_error: raise` (default) the run stops with a `RewardError` naming the reward, the
@@ -37,11 +39,12 @@ log = logging.getLogger("rewards")
 
 @dataclass
 class Scores:
-    """One batch scored: per completion k, `totals[k]` = Σ w_i r_i(k) over the rewards that gave a value;
+    """One batch scored: per completion k, `totals[k]` = Σ w_i r_i(k) over the rewards that gave a value (None when
+    a reward failed to grade it);
     `values[label][k]` = that reward's own value (None: not applicable, or not graded); `metrics` as logged;
     `texts` the decoded completions when scored from token ids (`score_rows`)."""
 
-    totals: list[float]
+    totals: list[float | None]
     metrics: dict[str, float]
     values: dict[str, list[float | None]]
     texts: list[str] | None = None
@@ -64,8 +67,9 @@ class WeightedRewards:
         """The first reward's label: held-out accuracy, pass@k and the data tools judge correctness by it."""
         return self.specs[0].label if self.specs else None
 
-    def __call__(self, prompts: list, completions: list, columns: dict[str, Any]) -> tuple[list[float], dict]:
-        """Returns (total reward per sample, metrics `reward/<label>/mean|none_rate|errors|time_s`).
+    def __call__(self, prompts: list, completions: list, columns: dict[str, Any]) -> tuple[list[float | None], dict]:
+        """Returns (total reward per sample, None where unscored; metrics `reward/<label>/mean|none_rate|errors|
+        time_s` and `reward/unscored_frac`).
 
         `columns` maps a name to one value per completion (a list) or to one value for all (e.g. `step`).
         """
@@ -91,10 +95,12 @@ class WeightedRewards:
     def score(self, prompts: list, completions: list, columns: dict[str, Any]) -> Scores:
         """`__call__` with each reward's own values too."""
         results = _run(self._score_all(prompts, completions, columns))
-        totals = [0.0] * len(completions)
+        totals: list[float | None] = [0.0] * len(completions)
         metrics: dict[str, float] = {}
         values_by_label: dict[str, list[float | None]] = {}
-        for spec, (values, errors, seconds, logged) in zip(self.specs, results):
+        unscored: set[int] = set()
+        for spec, (values, errors, seconds, logged, failed) in zip(self.specs, results):
+            unscored.update(failed)
             present = [v for v in values if v is not None]
             for i, v in enumerate(values):
                 if v is not None:
@@ -105,13 +111,17 @@ class WeightedRewards:
             metrics[f"reward/{spec.label}/errors"] = float(errors)
             metrics[f"reward/{spec.label}/time_s"] = seconds
             metrics.update({f"reward/{spec.label}/{k}": sum(v) / len(v) for k, v in logged.items()})
+        for i in unscored:
+            totals[i] = None
+        metrics["reward/unscored_frac"] = len(unscored) / max(len(completions), 1)
         return Scores(totals, metrics, values_by_label)
 
     async def _score_all(self, prompts: list, completions: list, columns: dict) -> list[tuple]:
         return await asyncio.gather(*(self._score_one(s, prompts, completions, columns) for s in self.specs))
 
     async def _score_one(self, spec: RewardSpec, prompts: list, completions: list, columns: dict) -> tuple:
-        """(values with None where there is no reward, number of errors, seconds, metrics the reward logged)."""
+        """(values with None where there is no reward, number of errors, seconds, metrics the reward logged, the
+        indices of the samples it failed to grade)."""
         start = time.perf_counter()
         logged: dict[str, list[float]] = {}
         columns = {**_trl_extras(columns, logged), **columns}
@@ -120,7 +130,7 @@ class WeightedRewards:
             slots = validated(raw, len(completions), spec.label)
         except Exception as exc:  # noqa: BLE001 - any failure of user code is isolated per sample below
             slots = await self._isolate(spec, prompts, completions, columns, exc)
-        values, errors, reasons = [], 0, []
+        values, errors, reasons, failed = [], 0, [], []
         for i, v in enumerate(slots):
             if isinstance(v, Exception):
                 if spec.on_error == "raise":
@@ -129,11 +139,12 @@ class WeightedRewards:
             if isinstance(v, Failed):
                 errors += 1
                 reasons.append(v.reason)
+                failed.append(i)
                 v = None
             values.append(v)
         if errors:
             log.warning("reward %r: %d of %d samples not graded (first: %s)", spec.label, errors, len(slots), reasons[0])
-        return values, errors, time.perf_counter() - start, logged
+        return values, errors, time.perf_counter() - start, logged, failed
 
     async def _call(self, func: RewardFn, prompts: list, completions: list, kwargs: dict) -> Any:
         kwargs = {"prompts": prompts, "completions": completions, **kwargs}  # by keyword, as TRL calls them

@@ -151,6 +151,10 @@ class TrainerConfig(Strict):
     """AdamW weight decay."""
     max_grad_norm: float = Field(1.0, gt=0.0)
     """Gradient clipping by global norm."""
+    max_unscored_frac: float = Field(0.5, ge=0.0, le=1.0)
+    """A step in which more than this fraction of the completions is unscored (a reward failed to grade them:
+    `Failed`, `on_error: skip`) stops the run with a message. Unscored completions never count as 0: they are
+    left out of the group baselines, the advantages and the reward means (`reward/unscored_frac`)."""
     max_nonfinite_steps: int = Field(3, ge=1)
     """An optimizer step whose loss or gradient is NaN / inf is skipped (weights and optimizer state untouched,
     counted as `skipped_update_frac`); this many in a row stop the run (its last checkpoint is intact)."""

@@ -48,7 +48,7 @@ def train(cfg: GRPOConfig, inputs: RunInputs) -> None:
         record, pending = grpo_step(session, step, pending)
         return record
 
-    records = session.run(step_fn, title="GRPO", describe=lambda r: f"GRPO reward {r['reward_mean']:.3f}",
+    records = session.run(step_fn, title="GRPO", describe=lambda r: f"GRPO reward {_num(r['reward_mean'])}",
                           line=step_line)
     plot_curves(records, session.out / "curves.png")
     session.console.print("reward per step:\n" + text_curve(records))
@@ -63,7 +63,7 @@ class Rollout:
 
     rows_idx: list[int]  # row of each sampled completion (groups of rollout.n contiguous)
     completions: list
-    rewards: list[float]
+    rewards: list[float | None]  # None: unscored (a reward failed to grade it)
     keep: list[bool]  # per completion: its group goes into the training batch
     reward_metrics: dict
     rounds: int
@@ -95,7 +95,7 @@ def grpo_step(session: Session, step: int, pending: Future | None = None) -> tup
              * cfg.trainer.updates_per_batch / (t_sync - t_train)}
     modes = [session.train_set.modes[i] for i in rollout.rows_idx]
     record = step_metrics(torch_tensor(rollout.rewards), cfg.rollout.n, rollout.completions, modes, train_metrics,
-                          times)
+                          times)  # unscored completions (NaN) are left out of the reward statistics
     return {"step": step, **record, **batch_metrics, **rollout.reward_metrics}, pending
 
 
@@ -152,15 +152,17 @@ def make_batch(session: Session, rollout: Rollout) -> tuple[Any, dict[str, float
     """The training batch of the kept groups: loss masks (inserted budget text, overlong masking), the KL reward
     penalty when `algorithm.kl_mode: reward`, and the advantages."""
 
-    from rl.algos import ADVANTAGES
+    from rl.algos import ADVANTAGES, scored_advantages
     from rl.learner import TrainBatch
 
     cfg, algo = session.cfg, session.cfg.algorithm
     kept = [k for k, keep in enumerate(rollout.keep) if keep]
     comps = [rollout.completions[k] for k in kept]
     masks = [c.loss_mask or [1] * len(c.token_ids) for c in comps]
-    if algo.mask_truncated:
-        masks = [[0] * len(m) if c.finish_reason == "length" else m for c, m in zip(comps, masks)]
+    unscored = [rollout.rewards[k] is None for k in kept]
+    if algo.mask_truncated or any(unscored):  # overlong masking; an unscored completion carries no loss either
+        masks = [[0] * len(m) if (algo.mask_truncated and c.finish_reason == "length") or missing else m
+                 for c, m, missing in zip(comps, masks, unscored)]
     batch = TrainBatch([session.train_set.ids[rollout.rows_idx[k]] for k in kept], [c.token_ids for c in comps],
                        [c.logprobs for c in comps], [0.0] * len(kept), loss_masks=masks, group_size=cfg.rollout.n)
     rewards = torch_tensor([rollout.rewards[k] for k in kept])
@@ -169,7 +171,7 @@ def make_batch(session: Session, rollout: Rollout) -> tuple[Any, dict[str, float
         penalty = torch_tensor(session.learner.call("reference_kl", batch))
         rewards = rewards - algo.kl_beta * penalty
         metrics["kl_reward_penalty"] = (algo.kl_beta * penalty).mean().item()
-    batch.advantages = ADVANTAGES[algo.advantage](rewards, cfg.rollout.n, algo.std_eps).tolist()
+    batch.advantages = scored_advantages(ADVANTAGES[algo.advantage], rewards, cfg.rollout.n, algo.std_eps).tolist()
     return batch, metrics
 
 
@@ -188,39 +190,54 @@ def _merge_reward_metrics(parts: list[tuple[dict, int]]) -> dict:
     return merged
 
 
-def torch_tensor(values: list[float]):
+def torch_tensor(values: list[float | None]):
+    """float32 tensor; None (an unscored completion) becomes NaN."""
     import torch
 
-    return torch.tensor(values, dtype=torch.float32)
+    return torch.tensor([float("nan") if v is None else v for v in values], dtype=torch.float32)
 
 
 def step_metrics(rewards, n: int, completions: list, modes: list[str], train: dict, times: dict) -> dict:
-    """The per-step record (`metrics.jsonl` keys) from rewards [B*G], completions and the learner's metrics."""
+    """The per-step record (`metrics.jsonl` keys) from rewards [B*G] (NaN: unscored, left out), completions and
+    the learner's metrics."""
     import torch
 
+    from rl.algos import informative_groups
+
     lengths = torch.tensor([len(c.token_ids) for c in completions], dtype=torch.float32)
+    scored = rewards[~torch.isnan(rewards)]
     record = {
-        "reward_mean": rewards.mean().item(), "reward_std": rewards.std().item(), "kl_ref": None, **train,
+        "reward_mean": scored.mean().item() if len(scored) else None,
+        "reward_std": scored.std().item() if len(scored) > 1 else None, "kl_ref": None, **train,
         "response_len_mean": lengths.mean().item(),
         "truncated_frac": sum(c.finish_reason == "length" for c in completions) / len(completions),
-        "zero_adv_group_frac": (rewards.view(-1, n).std(dim=1) == 0).float().mean().item(),
+        "zero_adv_group_frac": 1.0 - informative_groups(rewards, n).float().mean().item(),
         "rollout_tokens_per_s": lengths.sum().item() / times["time_rollout_s"], **times,
     }
     if any(hasattr(c, "budget_hit") for c in completions):
         record["budget_hit_frac"] = sum(getattr(c, "budget_hit", False) for c in completions) / len(completions)
     for mode in sorted(set(modes) - {"off"}):
         picked = [i for i, m in enumerate(modes) if m == mode]
-        record[f"reward_mean/{mode}"] = rewards[picked].mean().item()
+        record[f"reward_mean/{mode}"] = rewards[picked].nanmean().item()
         record[f"response_len_mean/{mode}"] = lengths[picked].mean().item()
     return record
 
 
 def step_line(r: dict) -> str:
     """The console line of one step."""
-    line = (f"step {r['step']}: reward {r['reward_mean']:.3f}±{r['reward_std']:.3f} entropy {r['entropy']:.3f} "
+    line = (f"step {r['step']}: reward {_num(r['reward_mean'])}±{_num(r['reward_std'])} entropy {_num(r['entropy'])} "
             f"len {r['response_len_mean']:.1f} clip {r['clip_frac']:.3f} {r['time_step_s']:.1f}s "
             f"(rollout {r['time_rollout_s']:.1f} train {r['time_train_s']:.1f} sync {r['time_sync_s']:.2f})")
+    if r.get("skipped_update_frac"):
+        line += f" skipped {r['skipped_update_frac']:.0%} of updates (non-finite)"
+    if r.get("reward/unscored_frac"):
+        line += f" unscored {r['reward/unscored_frac']:.0%}"
     return line + (f" eval_acc {r['eval_accuracy']:.3f}" if "eval_accuracy" in r else "")
+
+
+def _num(value: float | None) -> str:
+    """A metric for the console: 3 decimals, `n/a` when it could not be measured (no scored completion, NaN)."""
+    return "n/a" if value is None or value != value else f"{value:.3f}"
 
 
 if __name__ == "__main__":

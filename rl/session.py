@@ -186,6 +186,11 @@ class Session:
                 if stop.signal is not None:
                     self._end(f"stopped by {stop.signal.name} after step {step}; checkpoint saved, re-run the same "
                               "command to resume", code=128 + stop.signal.value)
+                if (unscored := record.get("reward/unscored_frac") or 0.0) > cfg.trainer.max_unscored_frac:
+                    self._end(f"error: {unscored:.0%} of step {step}'s completions could not be scored (over "
+                              f"trainer.max_unscored_frac={cfg.trainer.max_unscored_frac:g}): see the "
+                              "reward/<label>/errors metrics and the warnings above; fix the grader, then resume.",
+                              code=1)
                 if record.get("nonfinite_streak", 0) >= cfg.trainer.max_nonfinite_steps:
                     self._end(f"error: {record['nonfinite_streak']} optimizer steps in a row had a non-finite loss or "
                               "gradient and were skipped (trainer.max_nonfinite_steps); the weights were not "

@@ -123,6 +123,22 @@ def test_inf_and_nan_settings_are_config_errors(tmp_path: Path) -> None:
             load_config(GRPOConfig, path, [f"trainer.lr={value}"])
 
 
+def test_unscored_completions_are_left_out_of_advantages_never_zero() -> None:
+    from rl.algos import ADVANTAGES, informative_groups, scored_advantages
+
+    nan = float("nan")
+    rewards = torch.tensor([1.0, nan, 0.0, 1.0,   # 3 scored: a group of 3
+                            nan, nan, nan, 0.7,   # 1 scored: no baseline, all 0
+                            0.7, 0.7, nan, 0.7])  # scored ones all equal: 0
+    adv = scored_advantages(ADVANTAGES["grpo"], rewards, 4, 1e-6)
+    expected = ADVANTAGES["grpo"](torch.tensor([1.0, 0.0, 1.0]), 3, 1e-6)
+    assert torch.equal(adv[[0, 2, 3]], expected) and adv[1] == 0
+    assert torch.equal(adv[4:], torch.zeros(8))
+    assert informative_groups(rewards, 4).tolist() == [True, False, False]
+    full = torch.tensor([1.0, 0.0, 0.5, 0.2])
+    assert torch.equal(scored_advantages(ADVANTAGES["rloo"], full, 4, 1e-6), ADVANTAGES["rloo"](full, 4, 1e-6))
+
+
 # ---- through the real CLI ---------------------------------------------------------------------------------------
 
 
@@ -198,3 +214,19 @@ def test_sigterm_ends_the_run_after_its_step_with_a_checkpoint(make_config, tmp_
     assert (run_dir / "checkpoints" / f"step_{last}" / "trainer_state.json").is_file()
     out = _grpo(config, f"trainer.max_steps={last + 1}")
     assert out.returncode == 0 and f"(step {last})" in out.stdout, out.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_grader_outage_leaves_samples_unscored_and_a_total_one_stops_the_run(make_config, tmp_path: Path) -> None:
+    toy = ROOT / "tests" / "toy_reward.py"
+    config = make_config(trainer={"max_steps": 3, "save_every": 3},
+                         rewards=[{"fn": f"{toy}:digit_fraction_grader_down_every_4th", "label": "flaky"}])
+    out = _grpo(config)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for r in _metrics(tmp_path / "run"):
+        assert r["reward/unscored_frac"] == 0.25 and r["reward/flaky/errors"] == 8
+        assert r["reward_mean"] == pytest.approx(r["reward/flaky/mean"])  # over the scored ones, no zeros mixed in
+    config = make_config(output_dir=str(tmp_path / "down"), rewards=[{"fn": f"{toy}:grader_down"}])
+    out = _grpo(config)
+    assert out.returncode == 1 and "100% of step 1's completions could not be scored" in out.stderr, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr

@@ -114,7 +114,7 @@ def test_async_rewards_run_concurrently_and_sync_ones_in_parallel_threads() -> N
     assert totals == [3.75] * 3
 
 
-def test_none_and_failed_are_left_out_of_the_weighted_sum() -> None:
+def test_none_is_left_out_of_the_weighted_sum_and_failed_leaves_the_sample_unscored() -> None:
     def math_like(prompts, completions, answer, **kw):
         return [None if a is None else float(c == f"\\boxed{{{a}}}") for c, a in zip(completions, answer)]
 
@@ -123,7 +123,8 @@ def test_none_and_failed_are_left_out_of_the_weighted_sum() -> None:
 
     rewards = WeightedRewards([RewardSpec("m", math_like, weight=2.0), RewardSpec("f", flaky, weight=1.0)])
     totals, metrics = rewards(PROMPTS, COMPLETIONS, COLUMNS)
-    assert totals == [2.5, 0.0, 0.0]  # sample 2: no reward applies → 0
+    # sample 1: `flaky` failed to grade it → unscored (None, never 0); sample 2: no reward applies → 0
+    assert totals == [2.5, None, 0.0] and metrics["reward/unscored_frac"] == pytest.approx(1 / 3)
     assert metrics["reward/m/mean"] == 0.5 and metrics["reward/m/none_rate"] == pytest.approx(1 / 3)
     assert metrics["reward/m/errors"] == 0
     assert metrics["reward/f/mean"] == 0.5 and metrics["reward/f/none_rate"] == pytest.approx(2 / 3)
@@ -161,7 +162,7 @@ def test_a_raising_reward_names_reward_sample_and_prompt() -> None:
     with pytest.raises(RewardError, match=r"reward 'picky' failed on sample 2 \(prompt: 'Name a colour.'\): TypeError"):
         WeightedRewards([RewardSpec("picky", picky)])(PROMPTS, COMPLETIONS, COLUMNS)
     totals, metrics = WeightedRewards([RewardSpec("picky", picky, on_error="skip")])(PROMPTS, COMPLETIONS, COLUMNS)
-    assert totals == [1.0, 0.0, 0.0] and metrics["reward/picky/errors"] == 1
+    assert totals == [1.0, 0.0, None] and metrics["reward/picky/errors"] == 1
     assert metrics["reward/picky/none_rate"] == pytest.approx(1 / 3)
 
 
@@ -182,7 +183,7 @@ def test_outputs_outside_the_contract_are_failures() -> None:
     with pytest.raises(RewardError, match=r"reward 'nan' failed on sample 1 .*returned nan"):
         WeightedRewards([RewardSpec("nan", nan)])(PROMPTS, COMPLETIONS, COLUMNS)
     totals, metrics = WeightedRewards([RewardSpec("ar", async_raises, on_error="skip")])(PROMPTS, COMPLETIONS, COLUMNS)
-    assert totals == [1.0, 1.0, 0.0] and metrics["reward/ar/errors"] == 1
+    assert totals == [1.0, 1.0, None] and metrics["reward/ar/errors"] == 1
 
 
 def test_duplicate_labels_are_refused() -> None:

@@ -40,7 +40,7 @@ def test_math_infrastructure_outcomes_are_errors_not_rewards() -> None:
     got = _reward("math", ["q"], [huge], answer=["1"])
     assert isinstance(got[0], Failed) and "parse_error" in got[0].reason
     totals, metrics = WeightedRewards([build_spec(name="math")])(["q", "q"], [huge, "\\boxed{1}"], {"answer": ["1", "1"]})
-    assert totals == [0.0, 1.0] and metrics["reward/math/errors"] == 1 and metrics["reward/math/mean"] == 1.0
+    assert totals == [None, 1.0] and metrics["reward/math/errors"] == 1 and metrics["reward/math/mean"] == 1.0
 
 
 # ---------------------------------------------------------------------------------------------------- code

@@ -10,3 +10,18 @@ def digit_fraction_unless_answer_is_3_mod_4(prompts, completions, answer, **colu
     """`digit_fraction`, but always 0 for a quarter of the prompts: their groups never vary, so every step has
     groups that dynamic sampling must drop and refill (a step draws 4 of the 64 prompts: P(none) ≈ 0.32)."""
     return [0.0 if a % 4 == 3 else r for a, r in zip(answer, digit_fraction(prompts, completions))]
+
+
+def digit_fraction_grader_down_every_4th(prompts, completions, **columns):
+    """`digit_fraction`, but the "grader" fails on every 4th completion (as a judge outage would)."""
+    from rewards import Failed
+
+    scores = digit_fraction(prompts, completions)
+    return [Failed("grader unavailable") if i % 4 == 3 else s for i, s in enumerate(scores)]
+
+
+def grader_down(prompts, completions, **columns):
+    """A grader that fails on every completion."""
+    from rewards import Failed
+
+    return [Failed("grader unavailable")] * len(completions)

@@ -7,6 +7,8 @@ Formulas: docs/ALGORITHMS.md#dynamic-sampling.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 
@@ -20,9 +22,33 @@ def grouped(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
 def informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     """Which groups carry a learning signal (DAPO dynamic sampling keeps only these).
 
-    rewards: [B*G] → bool [B]; False when max - min of the group's rewards is ≤ 1e-9 (all correct, all wrong,
-    or any other constant reward: every group-relative advantage would be 0). Compared in float64, so a
-    float64 input keeps differences below float32 resolution.
+    rewards: [B*G], NaN where a completion is unscored (a grader failed) → bool [B]; False when max - min of the
+    group's scored rewards is ≤ 1e-9 (all correct, all wrong, or any other constant reward: every group-relative
+    advantage would be 0) or fewer than 2 are scored. Compared in float64, so a float64 input keeps differences
+    below float32 resolution.
     """
     groups = grouped(rewards.double(), group_size)
-    return (groups.amax(dim=1) - groups.amin(dim=1)) > 1e-9
+    scored = ~torch.isnan(groups)
+    high = torch.where(scored, groups, -torch.inf).amax(dim=1)
+    low = torch.where(scored, groups, torch.inf).amin(dim=1)
+    return (scored.sum(dim=1) >= 2) & ((high - low) > 1e-9)
+
+
+def scored_advantages(estimator: Callable[[torch.Tensor, int, float], torch.Tensor], rewards: torch.Tensor,
+                      group_size: int, std_eps: float) -> torch.Tensor:
+    """Advantages when some completions are unscored: each group's `estimator` (an `ADVANTAGES` entry) over its
+    scored members only, as a group of their number; the unscored ones and every member of a group with fewer
+    than 2 scored get 0 (no baseline to compare with). A missing score never counts as a reward of 0.
+
+    rewards: [B*G], NaN where unscored → [B*G] float32. Without NaN it is `estimator(rewards, G, std_eps)`.
+    """
+    groups = grouped(rewards.float(), group_size)
+    scored = ~torch.isnan(groups)
+    if bool(scored.all()):
+        return estimator(rewards.float(), group_size, std_eps)
+    out = torch.zeros_like(groups)
+    for b in range(groups.shape[0]):
+        count = int(scored[b].sum())
+        if count >= 2:
+            out[b, scored[b]] = estimator(groups[b, scored[b]], count, std_eps)
+    return out.view(-1)
