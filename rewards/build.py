@@ -11,6 +11,17 @@ from rewards.runner import WeightedRewards
 from rewards.settings import JudgeSettings, RewardConfig, RewardModelSettings
 
 
+def _check_every_row_has(spec, row_sets: list[list[dict]]) -> None:
+    """A column the reward needs must be in every row (a row without it would fail the reward mid-run)."""
+    for k, rows in enumerate(row_sets):
+        for name in spec.needs_columns:
+            missing = next((j for j, row in enumerate(rows, start=1) if name not in row), None)
+            if missing is not None and any(name in row for row in rows):
+                where = "training" if k == 0 else "held-out"
+                raise ValueError(f"reward {spec.label!r} needs the dataset column {name!r}, which {where} row "
+                                 f"{missing} lacks (other rows have it)")
+
+
 def from_config(entries: list[RewardConfig], row_sets: list[list[dict]]) -> WeightedRewards:
     """The weighted sum of the configured rewards (none: an empty sum). Each entry's dataset columns are checked
     against every non-empty row set it will score (training and held-out rows). ValueError naming `rewards.<i>`
@@ -23,6 +34,7 @@ def from_config(entries: list[RewardConfig], row_sets: list[list[dict]]) -> Weig
                               kwargs=r.kwargs, on_error=r.on_error, label=r.label, worker=r.worker)
             for columns in available:
                 spec.check_columns(columns)
+            _check_every_row_has(spec, row_sets)
         except ValueError as e:
             raise ValueError(f"rewards.{i}: {e}") from None
         specs.append(spec)

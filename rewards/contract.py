@@ -35,11 +35,14 @@ class RewardError(RuntimeError):
 
 
 def validated(values: Any, n: int, label: str) -> list[float | None | Failed | ValueError]:
-    """Check a reward's output: a sequence of n values, each a finite number, None or Failed.
+    """Check a reward's output: a sequence of n values (a list, a tuple, a 1-D numpy array or tensor), each a finite
+    number, None or Failed.
 
     A wrong length raises ValueError (the whole batch is unusable); a bad single value becomes a ValueError
     in its slot, so the caller can name the sample.
     """
+    if hasattr(values, "tolist") and not isinstance(values, str | bytes):  # a numpy array or a tensor, as TRL allows
+        values = values.tolist()
     if isinstance(values, str | bytes) or not isinstance(values, Sequence) or len(values) != n:
         got = f"{len(values)} values" if isinstance(values, Sequence) else f"a {type(values).__name__}"
         raise ValueError(f"reward {label!r} returned {got} for {n} completions (it must return one value each)")

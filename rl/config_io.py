@@ -86,14 +86,34 @@ def load_config(model: type[M], path: str | Path | None, overrides: list[str] = 
         raise ConfigError(format_validation_error(model, e, source=str(path) if path else "config")) from None
 
 
+FIELD_SYNONYMS = {
+    "learning_rate": "lr", "num_generations": "n", "max_completion_length": "max_new_tokens",
+    "max_tokens": "max_new_tokens", "beta": "kl_beta", "kl_coef": "kl_beta", "epsilon": "eps_low",
+    "epsilon_high": "eps_high", "num_iterations": "updates_per_batch", "ppo_epochs": "updates_per_batch",
+    "per_device_train_batch_size": "micro_batch_size", "gradient_accumulation_steps": "mini_batches",
+    "max_grad_norm_clip": "max_grad_norm", "loss_type": "aggregation", "num_workers": "workers",
+}
+"""Names other toolkits (TRL, verl) use for a key, mapped to ours, for did-you-mean hints."""
+
+
+def _suggest(name: str, known: list[str]) -> str | None:
+    """The valid key `name` most likely meant: another toolkit's name for it (also misspelt), else the closest
+    spelling."""
+    synonym = difflib.get_close_matches(name, list(FIELD_SYNONYMS), n=1, cutoff=0.8)
+    if synonym and FIELD_SYNONYMS[synonym[0]] in known:
+        return FIELD_SYNONYMS[synonym[0]]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
 def format_validation_error(model: type[BaseModel], err: ValidationError, source: str) -> str:
     lines = [f"invalid {source}:"]
     for item in err.errors():
         key = ".".join(str(p) for p in item["loc"])
         if item["type"] == "extra_forbidden":
             known = _fields_at(model, item["loc"][:-1])
-            close = difflib.get_close_matches(str(item["loc"][-1]), known, n=1, cutoff=0.5)
-            hint = f" — did you mean {'.'.join([*map(str, item['loc'][:-1]), close[0]])!r}?" if close else ""
+            close = _suggest(str(item["loc"][-1]), known)
+            hint = f" — did you mean {'.'.join([*map(str, item['loc'][:-1]), close])!r}?" if close else ""
             lines.append(f"  {key}: unknown key{hint} (valid here: {', '.join(sorted(known))})")
         elif item["type"] == "missing":
             lines.append(f"  {key}: required key is missing")

@@ -40,7 +40,14 @@ def _read(source: str) -> list[dict[str, Any]]:
     if path.is_dir():
         import datasets
 
-        return [dict(r) for r in datasets.load_from_disk(str(path))]
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except FileNotFoundError as e:
+            raise DataError(f"data directory {source!r} is not a dataset saved with `save_to_disk` ({e})") from None
+        if isinstance(loaded, datasets.DatasetDict):
+            raise DataError(f"data directory {source!r} holds several splits ({', '.join(loaded)}): point at one, "
+                            f"e.g. {source}/{next(iter(loaded))}")
+        return [dict(r) for r in loaded]
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -52,8 +59,13 @@ def _read(source: str) -> list[dict[str, Any]]:
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
-    with path.open() as f:
-        for i, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for i, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}: row {i} is not UTF-8 (byte {raw[e.start]:#x} at column {e.start + 1})"
+                                ) from None
             if not line.strip():
                 continue
             try:

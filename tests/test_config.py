@@ -107,6 +107,22 @@ def test_bad_key_fails_fast_naming_it(tmp_path: Path, make_config) -> None:
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize(("typo", "meant"), [("learning_rat", "lr"), ("learning_rate", "lr"),
+                                             ("num_generations", None), ("max_stepss", "max_steps")])
+def test_did_you_mean_knows_other_toolkits_names(typo: str, meant: str | None, tmp_path) -> None:
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"output_dir": "o", "model": {"path": "m"}, "data": {"train": "x.jsonl"},
+                                    "trainer": {"max_steps": 1, typo: 1}, "rewards": [{"name": "format"}]}))
+    with pytest.raises(ConfigError) as info:
+        load_config(GRPOConfig, path)
+    if meant is None:  # TRL's num_generations is rollout.n, not a key of `trainer`: no hint to a trainer.n
+        assert "'trainer.n'" not in str(info.value)
+    else:
+        assert f"did you mean 'trainer.{meant}'?" in str(info.value)
+
+
 def test_missing_model_fails_fast_naming_it(tmp_path: Path, make_config) -> None:
     out = _cli("--config", str(make_config()), f"model.path={tmp_path}/no_such_model")
     assert out.returncode == 2

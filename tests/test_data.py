@@ -71,3 +71,24 @@ def test_render_chat_and_plain_prompts(tiny_model: Path) -> None:
     assert render_prompt("plain text", tok, system_prompt="ignored") == "plain text"
     text = render_prompt([{"role": "user", "content": "Hi"}], tok, system_prompt="Be brief.")
     assert text == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_unreadable_data_names_the_file_and_row(tmp_path) -> None:
+    from rl.data import DataError, load_rows
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"prompt": "a"}\n{"prompt": "b\xff"}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl: row 2 is not UTF-8 \(byte 0xff"):
+        load_rows(str(bad))
+    (tmp_path / "notds").mkdir()
+    with pytest.raises(DataError, match="is not a dataset saved with `save_to_disk`"):
+        load_rows(str(tmp_path / "notds"))
+
+
+def test_a_column_a_reward_needs_must_be_in_every_row() -> None:
+    import rewards
+    from rewards.settings import RewardConfig
+
+    rows = [{"prompt": "a", "answer": 1}, {"prompt": "b"}]
+    with pytest.raises(ValueError, match=r"rewards.0: .*needs the dataset column 'answer', which training row 2 lacks"):
+        rewards.from_config([RewardConfig(name="math")], [rows, []])

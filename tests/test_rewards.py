@@ -186,6 +186,16 @@ def test_outputs_outside_the_contract_are_failures() -> None:
     assert totals == [1.0, 1.0, None] and metrics["reward/ar/errors"] == 1
 
 
+def test_numpy_arrays_and_tensors_are_rewards_as_in_trl() -> None:
+    import numpy as np
+    import torch
+
+    for make in (np.array, torch.tensor):
+        totals, _ = WeightedRewards([RewardSpec("arr", lambda prompts, completions, **kw: make([1.0, 0.5, 0.0]))])(
+            PROMPTS, COMPLETIONS, COLUMNS)
+        assert totals == [1.0, 0.5, 0.0]
+
+
 def test_duplicate_labels_are_refused() -> None:
     spec = build_spec(name="format")
     with pytest.raises(ValueError, match="two rewards are labelled 'format'.*label:"):
