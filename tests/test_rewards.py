@@ -191,7 +191,7 @@ def test_numpy_arrays_and_tensors_are_rewards_as_in_trl() -> None:
     import torch
 
     for make in (np.array, torch.tensor):
-        totals, _ = WeightedRewards([RewardSpec("arr", lambda prompts, completions, **kw: make([1.0, 0.5, 0.0]))])(
+        totals, _ = WeightedRewards([RewardSpec("arr", lambda prompts, completions, make=make, **kw: make([1.0, 0.5, 0.0]))])(
             PROMPTS, COMPLETIONS, COLUMNS)
         assert totals == [1.0, 0.5, 0.0]
 
