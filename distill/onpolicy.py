@@ -120,7 +120,7 @@ def distill_step(run: Distillation, step: int) -> dict[str, Any]:
     with session.learner_turn():
         train_metrics = session.learner.call("train_distill", batch, step, dense_ref)
     t3 = time.perf_counter()
-    session.weight_sync.push()
+    session.push_weights()
     t4 = time.perf_counter()
     times = {"time_step_s": t4 - t0, "time_rollout_s": t1 - t0, "time_teacher_reward_s": t2 - t1,
              "time_train_s": t3 - t2, "time_sync_s": t4 - t3}

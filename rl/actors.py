@@ -8,13 +8,17 @@ the trainer side mixed in: `rl.weight_sync.WeightSender`).
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import ray
 
 from rl.rollout import Completion, SamplingSpec, make_engine
 from rl.threads import set_torch_threads
+
+log = logging.getLogger(__name__)
 
 
 class RolloutWorker:
@@ -84,6 +88,11 @@ def gpu_share(workers: int, extra_gpu_tenants: int = 0) -> float:
     return 1.0 / (workers + 1 + extra_gpu_tenants) if torch.cuda.is_available() else 0.0
 
 
+class ActorFailure(RuntimeError):
+    """A learner rank died, or a rollout worker failed more often than `rollout.max_restarts` allows: the run
+    cannot go on (its last checkpoint is the recovery)."""
+
+
 class Pending:
     """A call running on every learner rank: `result()` waits for all of them (the first failure raises at once:
     the other ranks may be blocked in a collective with the failed one) and returns rank 0's value."""
@@ -95,7 +104,11 @@ class Pending:
         waiting = list(self.refs)
         while waiting:
             done, waiting = ray.wait(waiting, num_returns=1)
-            ray.get(done)
+            try:
+                ray.get(done)
+            except ray.exceptions.RayActorError as e:
+                rank = self.refs.index(done[0])
+                raise ActorFailure(f"learner rank {rank} died ({type(e).__name__})") from None
         return ray.get(self.refs[0])
 
 
@@ -156,7 +169,13 @@ class RolloutGroup:
     other actors (a distillation teacher)."""
 
     def __init__(self, workers: int, backend: str, engine_kwargs: dict[str, Any], extra_gpu_tenants: int = 0,
-                 placement: Any = None):
+                 placement: Any = None, *, timeout_s: float | None = None, max_restarts: int = 0,
+                 on_restart: Callable[[int], None] | None = None):
+        """`timeout_s`: a worker that has not returned its shard of a `generate` call by then is taken for hung;
+        it is killed and re-created, like a worker that died, at most `max_restarts` times per run, and
+        `on_restart(i)` (the driver's: give worker i the current weights) runs before its shard is sampled again."""
+        self.backend, self.engine_kwargs = backend, engine_kwargs
+        self.timeout_s, self.max_restarts, self.on_restart, self.restarts = timeout_s, max_restarts, on_restart, 0
         if placement is None:
             # NCCL cannot run two ranks on one GPU: engines that receive over it get GPUs of their own
             nccl = engine_kwargs.get("weight_transfer") == "nccl"
@@ -164,14 +183,49 @@ class RolloutGroup:
             options = [{"num_cpus": 0, "num_gpus": gpus}] * workers
         else:
             options = [placement.worker(i) for i in range(workers)]
-        actor = ray.remote(RolloutWorker)
-        self.workers = [actor.options(**options[i]).remote(
-            backend, {**engine_kwargs, "seed": engine_kwargs.get("seed", 0) + i}) for i in range(workers)]
+        self.options = options
+        self.workers = [self._start(i) for i in range(workers)]
+
+    def _start(self, i: int) -> Any:
+        kwargs = {**self.engine_kwargs, "seed": self.engine_kwargs.get("seed", 0) + i}
+        return ray.remote(RolloutWorker).options(**self.options[i]).remote(self.backend, kwargs)
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec) -> list[list[Completion]]:
+        """Each worker samples its contiguous shard; a worker that dies, or is still busy after `timeout_s`, is
+        restarted (`restart`) and its shard sampled again."""
         shards = _split(prompts, len(self.workers))
-        futures = [w.generate.remote(shard, spec) for w, shard in zip(self.workers, shards) if shard]
-        return [group for result in ray.get(futures) for group in result]
+        results: dict[int, list] = {}
+        running = {self.workers[i].generate.remote(shard, spec): i for i, shard in enumerate(shards) if shard}
+        while running:
+            done, _ = ray.wait(list(running), num_returns=len(running), timeout=self.timeout_s)
+            failed = []
+            for ref in done:
+                i = running.pop(ref)
+                try:
+                    results[i] = ray.get(ref)
+                except ray.exceptions.RayActorError as e:
+                    failed.append((i, f"died ({type(e).__name__})"))
+            failed += [(i, f"returned nothing within rollout.timeout_s={self.timeout_s:g} s") for i in running.values()]
+            running = {}
+            for i, why in failed:
+                self.restart(i, why)
+                running[self.workers[i].generate.remote(shards[i], spec)] = i
+        return [group for i in sorted(results) for group in results[i]]
+
+    def restart(self, i: int, why: str) -> None:
+        """Replace worker i (killed if still there) with a fresh one, then `on_restart(i)`; a RuntimeError once
+        `max_restarts` restarts have been used."""
+        if self.restarts >= self.max_restarts:
+            raise ActorFailure(f"rollout worker {i} {why}, and rollout.max_restarts={self.max_restarts} restarts "
+                               "are used up")
+        self.restarts += 1
+        log.warning("rollout worker %d %s: restarting it (restart %d of %d)", i, why, self.restarts,
+                    self.max_restarts)
+        ray.kill(self.workers[i], no_restart=True)
+        self.workers[i] = self._start(i)
+        ray.get(self.workers[i].__ray_ready__.remote())
+        if self.on_restart is not None:
+            self.on_restart(i)
 
     def score(self, prompt: list[int], completion: list[int]) -> list[float]:
         return ray.get(self.workers[0].score.remote(prompt, completion))

@@ -99,7 +99,7 @@ class DataConfig(Strict):
 class RolloutConfig(EngineConfig):
     key_order = ("backend", "workers", "n", "max_new_tokens", "temperature", "top_p", "kv_cache_gib",
                  "gpu_memory_utilization", "enforce_eager", "tensor_parallel_size", "thinking_budget",
-                 "max_answer_tokens", "max_staleness", "weight_sync")
+                 "max_answer_tokens", "max_staleness", "timeout_s", "max_restarts", "weight_sync")
 
     workers: int = Field(1, ge=1)
     """Number of rollout Ray actors; prompts are sharded across them."""
@@ -120,6 +120,12 @@ class RolloutConfig(EngineConfig):
     """0: synchronous (each batch is sampled by the latest weights). 1: one-step off-policy — the next batch is
     sampled while the learner trains on this one, so it comes from weights one update old (π_old is the
     sampler's, so the importance ratio stays exact)."""
+    timeout_s: float = Field(1800.0, gt=0.0)
+    """A rollout worker that has not returned its prompts within this many seconds of a generate call is taken
+    for hung: it is killed and re-created with the current weights, and its prompts sampled again (a worker that
+    dies is treated the same way)."""
+    max_restarts: int = Field(3, ge=0)
+    """Rollout worker restarts allowed per run (died or hung); one more failure ends the run with a message."""
     weight_sync: Literal["auto", "object_store", "ipc", "nccl", "gloo"] = "auto"
     """How new weights reach the rollout engines after each optimizer step (`rl.weight_sync`): `object_store`
     (through Ray's object store into each engine's `load_weights`; any engine, CPU or GPU) or vLLM's

@@ -87,7 +87,7 @@ def grpo_step(session: Session, step: int, pending: Future | None = None) -> tup
             pending = session.prefetch(collect, session, step + 1)
         train_metrics = training.result()
     t_sync = time.perf_counter()
-    session.weight_sync.push()  # waits for a prefetching engine to finish first
+    session.push_weights()  # waits for a prefetching engine to finish first
     t_end = time.perf_counter()
     times = {"time_step_s": t_end - t0, "time_rollout_s": rollout.time_rollout_s,
              "time_reward_s": rollout.time_reward_s, "time_train_s": t_sync - t_train, "time_sync_s": t_end - t_sync,

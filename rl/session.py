@@ -118,6 +118,7 @@ class Session:
         # a prefetched rollout has already taken its prompts: checkpoints until the step that trains on it then
         # record the cursor from before them (`prefetch`), so none is lost on resume
         self.stream_checkpoint: dict | None = None
+        self._last_saved: Path | None = self.resumed_from
         self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollout")
 
         init_ray(cfg.ray_address)
@@ -141,11 +142,12 @@ class Session:
             cfg.rollout, model_path=model_path, dtype=model.dtype, seed=cfg.trainer.seed,
             max_model_len=longest + max(self.max_completion_tokens, eval_tokens), **self.weight_sync.engine_kwargs,
             **({"enable_sleep_mode": True} if self.engines_sleep else {})),
-            placement=self.placement)
+            placement=self.placement, timeout_s=cfg.rollout.timeout_s, max_restarts=cfg.rollout.max_restarts,
+            on_restart=lambda i: self.weight_sync.restore(i))
         self.weight_sync.connect(self.learner, self.rollout.workers)
         self._record_placement()
         if self.resumed_from:
-            self.weight_sync.push()
+            self.push_weights()
         self.log = MetricsLog(self.out, cfg.tensorboard, resume_step=self.start_step)
 
     # ---- the loop ------------------------------------------------------------------------------------------
@@ -162,6 +164,7 @@ class Session:
         number; a second signal ends it at once). `trainer.max_nonfinite_steps` optimizer steps skipped in a row
         for a non-finite loss or gradient end it with a message (exit 1): the last checkpoint holds the last
         finite weights."""
+        from rl.actors import ActorFailure
         from rl.tracking import progress_bar
 
         cfg, out = self.cfg, self.console
@@ -175,7 +178,11 @@ class Session:
         with progress_bar(out) as progress, stop:
             task = progress.add_task(title, total=last, completed=self.start_step)
             for step in range(self.start_step + 1, last + 1):
-                record = step_fn(step)
+                try:
+                    record = step_fn(step)
+                except ActorFailure as e:
+                    where = f"the last checkpoint is {self._last_saved}" if self._last_saved else "no checkpoint yet"
+                    self._end(f"error: step {step}: {e}; {where}: re-run the same command to resume", code=1)
                 if cfg.eval and (step == last or (cfg.eval.every and step % cfg.eval.every == 0)):
                     record.update(self.evaluate())
                 self.log.log(record)
@@ -228,8 +235,8 @@ class Session:
 
         from rl.run_lock import release
 
-        self._prefetcher.shutdown(wait=True)
-        ray.shutdown()
+        ray.shutdown()  # first: a prefetching thread blocked on a worker then returns at once
+        self._prefetcher.shutdown(wait=True, cancel_futures=True)
         release(self._lock)
 
     # ---- what a step does with the pieces ---------------------------------------------------------------------
@@ -249,6 +256,22 @@ class Session:
         return self.rewards.score_rows([prompts.rows[i] for i in rows_idx], [c.token_ids for c in completions],
                                        self.tokenizer, rendered_prompts=[prompts.texts[i] for i in rows_idx],
                                        step=step, max_completion_tokens=self.max_completion_tokens)
+
+    def push_weights(self) -> None:
+        """The learner's weights into every engine; an engine found dead on the way is replaced (with the current
+        weights, `rollout.max_restarts`) and the push repeated."""
+        import ray
+
+        try:
+            self.weight_sync.push()
+        except ray.exceptions.RayActorError:
+            alive = [w.__ray_ready__.remote() for w in self.rollout.workers]
+            for i, ref in enumerate(alive):
+                try:
+                    ray.get(ref, timeout=60)
+                except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                    self.rollout.restart(i, "died")
+            self.weight_sync.push()
 
     @contextlib.contextmanager
     def learner_turn(self) -> Iterator[None]:
@@ -285,6 +308,6 @@ class Session:
 
         from rl.checkpoint import save_checkpoint
 
-        save_checkpoint(self.out, step, lambda d: self.learner.call("save", d),
+        self._last_saved = save_checkpoint(self.out, step, lambda d: self.learner.call("save", d),
                         {"data": self.stream_checkpoint or self.stream.state_dict()},
                         keep_last=self.cfg.trainer.keep_last)

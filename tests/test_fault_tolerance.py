@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -230,3 +231,34 @@ def test_a_grader_outage_leaves_samples_unscored_and_a_total_one_stops_the_run(m
     out = _grpo(config)
     assert out.returncode == 1 and "100% of step 1's completions could not be scored" in out.stderr, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
+
+
+def _rollout_worker_pids() -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines() if "ray::RolloutWorker" in line]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["kill", "stop"])
+def test_a_dead_or_hung_rollout_worker_is_replaced_and_the_run_finishes(fault: str, make_config,
+                                                                        tmp_path: Path) -> None:
+    config = make_config(rollout={"backend": "vllm", "timeout_s": 20, "max_restarts": 2},
+                         trainer={"max_steps": 6, "save_every": 6})
+    run_dir = tmp_path / "run"
+    before = set(_rollout_worker_pids())
+    proc = subprocess.Popen([sys.executable, "-m", "rl.grpo", "--config", str(config)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_for(lambda: (run_dir / "metrics.jsonl").is_file() and len(_metrics(run_dir)) >= 2, "step 2", proc)
+        (worker,) = set(_rollout_worker_pids()) - before
+        os.kill(worker, signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
+        _, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-3000:]
+    assert [r["step"] for r in _metrics(run_dir)] == list(range(1, 7))
+    why = "died" if fault == "kill" else "returned nothing within rollout.timeout_s=20 s"
+    assert re.search(rf"rollout worker 0 {re.escape(why)}.*: restarting it \(restart 1 of 2\)", err), err[-3000:]
+    # the new engine got the current weights: the sampler and the learner agree on the last steps
+    assert max(r["mismatch_kl"] for r in _metrics(run_dir)[-2:]) < 0.01

@@ -16,8 +16,15 @@ class WeightSync(ABC):
     def connect(self, learner: Any, workers: list) -> None:
         """Once, after the actors exist: open the channel (a collective one blocks until every side joined).
         `learner` is the `rl.actors.LearnerGroup`; rank 0 sends, every rank takes part in gathering a sharded
-        model's weights."""
+        model's weights. Implementations keep `learner` and `workers` (the group's list, which a restart
+        updates in place)."""
 
     @abstractmethod
     def push(self) -> None:
         """The learner's current weights into every engine; returns once all of them serve the new weights."""
+
+    def restore(self, index: int) -> None:
+        """Engine `index` was replaced by a fresh one (`rl.actors.RolloutGroup.restart`): give it the current
+        weights. Here: reopen the channel with every engine, then push to all."""
+        self.connect(self.learner, self.workers)
+        self.push()

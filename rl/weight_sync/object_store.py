@@ -19,6 +19,12 @@ class ObjectStoreSync(WeightSync):
     def connect(self, learner: Any, workers: list) -> None:
         self.learner, self.workers = learner, workers
 
+    def restore(self, index: int) -> None:
+        """Only the new engine needs the weights."""
+        gathering = self.learner.submit("weights")
+        ray.get(self.workers[index].load_weights.remote(gathering.refs[0]))
+        gathering.result()
+
     def push(self) -> None:
         gathering = self.learner.submit("weights")  # every rank gathers; rank 0 returns the weights
         ray.get([w.load_weights.remote(gathering.refs[0]) for w in self.workers])

@@ -28,7 +28,7 @@ class VLLMTransferSync(WeightSync):
         self.engine_kwargs = {"weight_transfer": transfer}
 
     def connect(self, learner: Any, workers: list) -> None:
-        self.learner = learner
+        self.learner, self.workers = learner, workers
         learner.call("open_weight_transfer", self.transfer, workers)
 
     def push(self) -> None:
@@ -140,6 +140,9 @@ class WeightSender:
         if self.world.rank != 0:
             return
         from vllm.distributed.weight_transfer.factory import WeightTransferTrainerFactory
+
+        if getattr(self, "_weight_transfer", None) is not None:  # reopened after an engine was replaced
+            self._weight_transfer.shutdown()
 
         init_info = TRAINER_INIT_INFO[transfer](1 + len(workers))
         self._weight_transfer = WeightTransferTrainerFactory.trainer_init(
