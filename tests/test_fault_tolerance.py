@@ -262,3 +262,24 @@ def test_a_dead_or_hung_rollout_worker_is_replaced_and_the_run_finishes(fault: s
     assert re.search(rf"rollout worker 0 {re.escape(why)}.*: restarting it \(restart 1 of 2\)", err), err[-3000:]
     # the new engine got the current weights: the sampler and the learner agree on the last steps
     assert max(r["mismatch_kl"] for r in _metrics(run_dir)[-2:]) < 0.01
+
+
+@pytest.mark.slow
+def test_a_dead_learner_ends_the_run_with_one_message(make_config, tmp_path: Path) -> None:
+    config = make_config(trainer={"max_steps": 40, "save_every": 2})
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "rl.grpo", "--config", str(config)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_for(lambda: (run_dir / "checkpoints" / "step_2").is_dir(), "step-2 checkpoint", proc)
+        out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+        learners = [int(line.split()[0]) for line in out.splitlines() if "ray::Learner" in line]
+        os.kill(learners[-1], signal.SIGKILL)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1, err[-3000:]
+    assert re.search(r"error: step \d+: learner rank 0 died \(\w+\); the last checkpoint is .*step_\d+: re-run the "
+                     r"same command to resume", err), err[-3000:]
+    assert "Traceback" not in err
