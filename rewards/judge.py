@@ -6,7 +6,9 @@
 What the judge sees: the question, the reference and the extracted final answer (the last `\\boxed{}`, or the
 text after `</think>`), never the reasoning. Requests use temperature 0. The reply must end with a verdict in
 the requested format (`parse_verdict`: a final `Yes`/`No` line, or `\\boxed{A|B|C}`); anything else, an HTTP
-error or a timeout after bounded retries is a `Failed` outcome (counted, never a reward). Verdicts are cached
+error or a timeout after bounded retries is a `Failed` outcome (counted, never a reward: the sample is unscored).
+A judge whose requests keep ending unreachable is taken for down (`down_after`): samples fail at once, with one
+probe request per `probe_every_s`, so a dead judge costs one wave of timeouts per run. Verdicts are cached
 on (judge model, template id, question, reference, answer), in SQLite when `cache_path` is set, so a second
 run with the same answers makes no request. `upgrade_only` asks the judge only where the math verifier did
 not already say "correct".
@@ -140,6 +142,8 @@ class JudgeReward:
         self._lock = threading.Lock()  # counters
         self._start_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=settings.max_concurrency, thread_name_prefix="judge")
+        self._unreachable_in_a_row = 0  # requests that used up every retry, since the last answer
+        self._last_probe: float | None = None  # set while the judge is taken for down
         if settings.api_key_env and not os.environ.get(settings.api_key_env):
             raise ValueError(f"judge.api_key_env: environment variable {settings.api_key_env!r} is not set")
 
@@ -199,6 +203,26 @@ class JudgeReward:
         return score
 
     def _post(self, prompt: str) -> str | Failed:
+        """One chat completion with bounded retries, or at once `Failed` while the judge is down (see
+        `JudgeSettings.down_after`)."""
+        s = self.s
+        with self._lock:
+            if self._last_probe is not None:
+                if time.monotonic() - self._last_probe < s.probe_every_s:
+                    return Failed(f"judge down ({self._unreachable_in_a_row} requests in a row unreachable): "
+                                  "not asked")
+                self._last_probe = time.monotonic()  # this request is the probe
+        reply = self._request(prompt)
+        with self._lock:
+            if isinstance(reply, Failed) and reply.reason.startswith("judge unreachable"):
+                self._unreachable_in_a_row += 1
+                if self._unreachable_in_a_row >= (s.down_after or s.max_concurrency) and self._last_probe is None:
+                    self._last_probe = time.monotonic()
+            elif not isinstance(reply, Failed) or not reply.reason.startswith("judge down"):
+                self._unreachable_in_a_row, self._last_probe = 0, None
+        return reply
+
+    def _request(self, prompt: str) -> str | Failed:
         """One chat completion with bounded retries (connection errors, timeouts, 429, 5xx)."""
         s = self.s
         body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}],

@@ -67,6 +67,12 @@ class JudgeSettings(_Strict):
     """Wait before retry k is backoff_s * 2**k seconds."""
     max_concurrency: int = Field(8, ge=1)
     """Requests in flight at once."""
+    down_after: int | None = Field(None, ge=1)
+    """After this many requests in a row end unreachable (every retry used up; default `max_concurrency`), the
+    judge is taken for down: further samples are `Failed` at once, with one probe request per `probe_every_s`
+    until one succeeds — a dead judge costs one wave of timeouts, not one per sample."""
+    probe_every_s: float = Field(30.0, gt=0.0)
+    """While the judge is down, how often one request is let through to see whether it is back."""
     cache_path: str | None = None
     """SQLite file caching verdicts across runs, keyed on (judge model, template, question, reference, answer);
     None keeps the cache in memory for this process only."""

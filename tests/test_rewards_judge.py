@@ -95,8 +95,31 @@ def test_server_down_is_an_error_after_bounded_retries() -> None:
     spec = build_spec(judge=JudgeSettings(base_url=f"http://127.0.0.1:{port}/v1", model="m", max_retries=2,
                                           backoff_s=0.01, timeout_s=5))
     totals, metrics = WeightedRewards([spec])(["What is 2 + 2?"], ["\\boxed{4}"], {"answer": ["4"]})
-    assert totals == [0.0] and metrics["reward/judge/errors"] == 1 and metrics["reward/judge/none_rate"] == 1.0
+    # unscored (None), never 0: a grader outage must not read as a wrong answer
+    assert totals == [None] and metrics["reward/judge/errors"] == 1 and metrics["reward/judge/none_rate"] == 1.0
     assert spec.func.requests == 3  # the first try and two retries, then it gives up
+
+
+def test_a_judge_that_never_answers_costs_one_wave_of_timeouts() -> None:
+    import socket
+    import time
+
+    silent = socket.socket()  # accepts connections (the kernel's backlog) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    try:
+        spec = build_spec(judge=JudgeSettings(base_url=f"http://127.0.0.1:{silent.getsockname()[1]}/v1", model="m",
+                                              max_retries=1, backoff_s=0.01, timeout_s=0.5, max_concurrency=2))
+        n = 24
+        start = time.perf_counter()
+        totals, metrics = WeightedRewards([spec])(["q"] * n, [f"\\boxed{{{i}}}" for i in range(n)],
+                                                  {"answer": ["4"] * n})
+        elapsed = time.perf_counter() - start
+    finally:
+        silent.close()
+    assert totals == [None] * n and metrics["reward/judge/errors"] == n and metrics["reward/unscored_frac"] == 1.0
+    # 2 requests in a row unreachable (down_after = max_concurrency) → the rest fail at once, not n × 2 × 0.5 s
+    assert spec.func.requests <= 3 * 2 and elapsed < 6, (spec.func.requests, elapsed)
 
 
 def test_rows_without_reference_or_answer_make_no_request() -> None:
