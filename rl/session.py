@@ -164,6 +164,7 @@ class Session:
         number; a second signal ends it at once). `trainer.max_nonfinite_steps` optimizer steps skipped in a row
         for a non-finite loss or gradient end it with a message (exit 1): the last checkpoint holds the last
         finite weights."""
+        from rewards import RewardError
         from rl.actors import ActorFailure
         from rl.tracking import progress_bar
 
@@ -180,7 +181,7 @@ class Session:
             for step in range(self.start_step + 1, last + 1):
                 try:
                     record = step_fn(step)
-                except ActorFailure as e:
+                except (ActorFailure, RewardError) as e:
                     where = f"the last checkpoint is {self._last_saved}" if self._last_saved else "no checkpoint yet"
                     self._end(f"error: step {step}: {e}; {where}: re-run the same command to resume", code=1)
                 if cfg.eval and (step == last or (cfg.eval.every and step % cfg.eval.every == 0)):

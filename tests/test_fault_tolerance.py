@@ -283,3 +283,22 @@ def test_a_dead_learner_ends_the_run_with_one_message(make_config, tmp_path: Pat
     assert re.search(r"error: step \d+: learner rank 0 died \(\w+\); the last checkpoint is .*step_\d+: re-run the "
                      r"same command to resume", err), err[-3000:]
     assert "Traceback" not in err
+
+
+def test_the_hf_engine_honours_its_seed(tiny_model: Path) -> None:
+    from rl.rollout import SamplingSpec, make_engine
+
+    def sample(seed: int) -> list[list[int]]:
+        engine = make_engine("hf", model_path=str(tiny_model), dtype="float32", seed=seed)
+        return [c.token_ids for c in engine.generate([[5, 6, 7]], SamplingSpec(n=4, max_new_tokens=8))[0]]
+
+    assert sample(1) == sample(1) and sample(1) != sample(2)
+
+
+@pytest.mark.slow
+def test_a_failing_reward_mid_run_is_one_line_not_a_traceback(make_config, tmp_path: Path) -> None:
+    config = make_config(rewards=[{"fn": f"{ROOT / 'tests' / 'toy_reward.py'}:broken"}])
+    out = _grpo(config)
+    assert out.returncode == 1
+    assert re.search(r"error: step 1: reward 'broken' failed on sample 0 \(prompt: .*\): ZeroDivisionError", out.stderr)
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]

@@ -25,3 +25,8 @@ def grader_down(prompts, completions, **columns):
     from rewards import Failed
 
     return [Failed("grader unavailable")] * len(completions)
+
+
+def broken(prompts, completions, **columns):
+    """A user reward with a bug."""
+    return [len(c) / 0 for c in completions]

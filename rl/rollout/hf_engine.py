@@ -28,7 +28,7 @@ class HFEngine(RolloutEngine):
         pad = (gen.pad_token_id if gen else None) or self.model.config.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids)
         self.batch_size = batch_size
-        self.generator_seed = seed
+        torch.manual_seed(seed)  # as vLLM's engine seed: the same seed, the same sequence of samples
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], spec: SamplingSpec) -> list[list[Completion]]:
