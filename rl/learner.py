@@ -229,13 +229,20 @@ class Learner:
         algo, ent = self.algo_cfg, self.algo_cfg.entropy
         mask, adv, old = mb.loss_mask, mb.advantages, mb.old_logprobs
         policy_logprobs = logprobs
-        if ent.cov == "clip_cov":
-            detach = clip_cov_mask(logprobs.detach(), adv, mask, clip_ratio=ent.cov_frac, cov_low=ent.cov_low,
-                                   cov_high=ent.cov_high, generator=self._cov_generator)
-            policy_logprobs = torch.where(detach, logprobs.detach(), logprobs)
         loss_cfg = algo.loss
-        token_loss, stats = TOKEN_LOSSES[loss_cfg.type](policy_logprobs, old, adv, mask, eps_low=loss_cfg.eps_low,
-                                                        eps_high=loss_cfg.eps_high, dual_clip=loss_cfg.dual_clip)
+        token_loss_fn = TOKEN_LOSSES[loss_cfg.type]
+        # KL-Cov (as the paper and verl): the policy-gradient term is the unclipped -A·ratio; its penalty does the
+        # clipping's job on the tokens that drive the entropy down (docs/ALGORITHMS.md#covariance-based-entropy-control)
+        eps_low, eps_high, dual_clip = ((1.0, float("inf"), None) if ent.cov == "kl_cov"
+                                        else (loss_cfg.eps_low, loss_cfg.eps_high, loss_cfg.dual_clip))
+        if ent.cov == "clip_cov":  # candidates exclude the tokens PPO clips anyway (as verl)
+            _, pre = token_loss_fn(logprobs.detach(), old, adv, mask, eps_low=eps_low, eps_high=eps_high,
+                                   dual_clip=dual_clip)
+            detach = clip_cov_mask(logprobs.detach(), adv, mask, clip_ratio=ent.cov_frac, cov_low=ent.cov_low,
+                                   cov_high=ent.cov_high, generator=self._cov_generator, exclude=pre["clipped"])
+            policy_logprobs = torch.where(detach, logprobs.detach(), logprobs)
+        token_loss, stats = token_loss_fn(policy_logprobs, old, adv, mask, eps_low=eps_low, eps_high=eps_high,
+                                          dual_clip=dual_clip)
         if mb.is_weights is not None:  # TIS / MIS weights from the pre-update pass (detached)
             token_loss = token_loss * mb.is_weights
         if ent.cov == "kl_cov":

@@ -302,3 +302,28 @@ def test_optimizer_state_allocated_up_front_changes_no_update(tiny_model: Path, 
     for (name, a), (_, b) in zip(eager.policy.model.named_parameters(), lazy.policy.model.named_parameters()):
         assert torch.equal(a, b), name
     assert all(state["step"].item() == 2 for state in eager.optimizer.state.values())
+
+
+def test_kl_cov_uses_the_unclipped_surrogate_and_clip_cov_skips_clipped_tokens(tiny_model: Path, monkeypatch) -> None:
+    """KL-Cov: the policy term is -ratio·A with no clip (a far-off π_old shows it: PPO would clip every token);
+    Clip-Cov: the tokens PPO clips are never drawn."""
+    import rl.learner as learner_module
+
+    batch = _batch(group=2)
+    far = replace(batch, old_logprobs=[[lp - 2.0 for lp in row] for row in batch.old_logprobs])  # ratio ≈ e^2
+    clipped = _learner(tiny_model, dtype="float32", algorithm={"entropy": {"cov": "none"}}).train(far)
+    unclipped = _learner(tiny_model, dtype="float32",
+                         algorithm={"entropy": {"cov": "kl_cov", "kl_cov_coef": 0.0}}).train(far)
+    assert clipped["clip_frac"] > 0.3 and unclipped["clip_frac"] == 0.0
+    assert abs(unclipped["policy_loss"]) > 3 * abs(clipped["policy_loss"])
+
+    seen = {}
+    real = learner_module.clip_cov_mask
+
+    def spy(*args, exclude=None, **kwargs):
+        seen["exclude"] = exclude
+        return real(*args, exclude=exclude, **kwargs)
+
+    monkeypatch.setattr(learner_module, "clip_cov_mask", spy)
+    _learner(tiny_model, dtype="float32", algorithm={"entropy": {"cov": "clip_cov"}}).train(far)
+    assert seen["exclude"] is not None and seen["exclude"].any()  # the tokens PPO clipped are left out
