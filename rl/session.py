@@ -48,6 +48,10 @@ def load_run_inputs(cfg: RunConfig) -> RunInputs:
     return RunInputs(rows, eval_rows, rewards.from_config(cfg.rewards, [rows, eval_rows]))
 
 
+ENTROPY_COLLAPSE = 0.1
+"""A step's entropy below this fraction of the run's first is flagged (`Session._entropy_alert`)."""
+
+
 class _StopRequest:
     """Within the block, the first SIGTERM / SIGINT is recorded (`signal`) for the loop to act on after the
     current step; the second one gets the default behaviour. Outside the main thread it does nothing."""
@@ -119,6 +123,7 @@ class Session:
         # record the cursor from before them (`prefetch`), so none is lost on resume
         self.stream_checkpoint: dict | None = None
         self._last_saved: Path | None = self.resumed_from
+        self._alerted = False
         self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollout")
 
         init_ray(cfg.ray_address)
@@ -186,11 +191,14 @@ class Session:
                     self._end(f"error: step {step}: {e}; {where}: re-run the same command to resume", code=1)
                 if cfg.eval and (step == last or (cfg.eval.every and step % cfg.eval.every == 0)):
                     record.update(self.evaluate())
+                alert = self._entropy_alert(record)
                 self.log.log(record)
                 if step % cfg.trainer.save_every == 0 or step == last or stop.signal is not None:
                     self.save(step)
                 progress.update(task, advance=1, description=describe(record))
                 out.print(line(record))
+                if alert:
+                    out.print(alert)
                 if stop.signal is not None:
                     self._end(f"stopped by {stop.signal.name} after step {step}; checkpoint saved, re-run the same "
                               "command to resume", code=128 + stop.signal.value)
@@ -205,6 +213,21 @@ class Session:
                               "changed by them. Lower trainer.lr or check the rewards, then resume.", code=1)
         self.log.close()
         return self.log.records
+
+    def _entropy_alert(self, record: dict) -> str | None:
+        """Flag (`alert/entropy_collapse` = 1, and a console line the first time) a step whose entropy fell below
+        `ENTROPY_COLLAPSE` × the run's first logged entropy: a policy that stopped exploring (too high a learning
+        rate, a reward that is being hacked) — the Qwen3 report wants entropy level or rising."""
+        entropy = record.get("entropy")
+        first = next((r["entropy"] for r in self.log.records if r.get("entropy") is not None), entropy)
+        if entropy is None or first is None or not entropy < ENTROPY_COLLAPSE * first:
+            return None
+        record["alert/entropy_collapse"] = 1.0
+        if self._alerted:
+            return None
+        self._alerted = True
+        return (f"ALERT step {record['step']}: entropy collapsed to {entropy:.4f} nats/token (from {first:.3f}): the "
+                "policy stopped exploring; lower trainer.lr, or see algorithm.entropy")
 
     def _end(self, message: str, *, code: int) -> None:
         """End the run now: metrics closed, actors gone, the run directory released; `message` to stderr."""

@@ -302,3 +302,12 @@ def test_a_failing_reward_mid_run_is_one_line_not_a_traceback(make_config, tmp_p
     assert out.returncode == 1
     assert re.search(r"error: step 1: reward 'broken' failed on sample 0 \(prompt: .*\): ZeroDivisionError", out.stderr)
     assert "Traceback" not in out.stderr, out.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_an_entropy_collapse_is_flagged(make_config, tmp_path: Path) -> None:
+    out = _grpo(make_config(trainer={"lr": 10.0, "max_steps": 3, "save_every": 3}))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "entropy collapsed to" in out.stdout and out.stdout.count("ALERT") == 1
+    records = _metrics(tmp_path / "run")
+    assert "alert/entropy_collapse" not in records[0] and records[-1]["alert/entropy_collapse"] == 1.0
