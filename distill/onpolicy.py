@@ -52,8 +52,8 @@ def preflight(cfg: OnPolicyConfig) -> Inputs:
     from distill.common import check_student_teacher
 
     student_path, teacher_path = check_student_teacher(cfg.student.path, cfg.teacher.path)
-    run = load_run_inputs(cfg)
-    return Inputs(run.rows, run.eval_rows, run.rewards, student_path, teacher_path)
+    run = load_run_inputs(cfg, student_path)
+    return Inputs(run.rows, run.eval_rows, run.rewards, run.prompts, student_path, teacher_path)
 
 
 @dataclass

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
 def preflight(cfg: GRPOConfig) -> RunInputs:
     """Fail fast, naming the bad key / file / row: model path, data rows, reward functions and their columns."""
     check_model_path(cfg.model.path)
-    return load_run_inputs(cfg)
+    return load_run_inputs(cfg, cfg.model.path)
 
 
 def train(cfg: GRPOConfig, inputs: RunInputs) -> None:

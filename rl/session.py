@@ -29,12 +29,36 @@ class RunInputs:
     rows: list[dict]
     eval_rows: list[dict]
     rewards: Any  # rewards.WeightedRewards (an empty sum when `rewards:` is empty)
+    prompts: tuple[PromptSet, PromptSet] | None = None
+    """The training and held-out prompts, rendered and tokenized, when the tokenizer was on disk at pre-flight."""
 
 
-def load_run_inputs(cfg: RunConfig) -> RunInputs:
+def load_tokenizer(cfg: RunConfig, model_path: str) -> Any:
+    """The policy's tokenizer, with the thinking-fusion template when `data.thinking_template` asks for it."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if cfg.data.thinking_template:
+        from rl.chat import use_thinking_template
+
+        use_thinking_template(tokenizer)
+    return tokenizer
+
+
+def encode_run_prompts(cfg: RunConfig, tokenizer: Any, rows: list[dict], eval_rows: list[dict],
+                       ) -> tuple[PromptSet, PromptSet]:
+    """Training and held-out prompts rendered and tokenized (`rl.data.encode_prompts`): a prompt over
+    `data.max_prompt_tokens` is a DataError naming the file and the row."""
+    return (encode_prompts(rows, tokenizer, cfg.data, seed=cfg.trainer.seed, source=cfg.data.train),
+            encode_prompts(eval_rows, tokenizer, cfg.data, seed=cfg.trainer.seed,
+                           source=cfg.eval.data if cfg.eval else ""))
+
+
+def load_run_inputs(cfg: RunConfig, model_path: str | None = None) -> RunInputs:
     """Fail fast, naming the key / file / row: a usable `output_dir` no other run holds, the GPUs the weight sync
     and the placement need, the data rows, the rewards and the dataset columns they read (checked against the
-    training and the held-out rows)."""
+    training and the held-out rows); with the policy's `model_path` on disk, also the prompts' token lengths
+    (tokenizer files only, no model)."""
     import rewards
     from rl.placement import check as check_placement
     from rl.run_lock import check_run_dir
@@ -45,7 +69,23 @@ def load_run_inputs(cfg: RunConfig) -> RunInputs:
     check_placement(cfg)
     rows = load_rows(cfg.data.train)
     eval_rows = load_rows(cfg.eval.data)[: cfg.eval.max_prompts] if cfg.eval else []
-    return RunInputs(rows, eval_rows, rewards.from_config(cfg.rewards, [rows, eval_rows]))
+    scoring = rewards.from_config(cfg.rewards, [rows, eval_rows])
+    local = _local_model_dir(model_path)
+    prompts = encode_run_prompts(cfg, load_tokenizer(cfg, local), rows, eval_rows) if local else None
+    return RunInputs(rows, eval_rows, scoring, prompts)
+
+
+def _local_model_dir(path: str | None) -> str | None:
+    """`path` (a model alias, directory or hub id) as a local directory if it is one already (nothing fetched)."""
+    from rl.models import resolve_model_path
+
+    if path is None:
+        return None
+    try:
+        local = resolve_model_path(path, fetch_missing=False)
+    except ValueError:
+        return None
+    return local if Path(local).is_dir() else None
 
 
 ENTROPY_COLLAPSE = 0.1
@@ -83,7 +123,6 @@ class Session:
     def __init__(self, cfg: RunConfig, inputs: RunInputs, *, model: ModelConfig, model_path: str,
                  learner_cls: type | None = None, learner_kwargs: dict[str, Any] | None = None,
                  extra_gpu_tenants: int = 0):
-        from transformers import AutoTokenizer
 
         from rl.actors import RolloutGroup, init_ray, start_learner
         from rl.checkpoint import latest_checkpoint, load_state
@@ -97,15 +136,9 @@ class Session:
         self._lock = lock_run_dir(self.out)  # held until `close` (or the process ends)
         dump_config(cfg, self.out / "config.yaml")
         self.console = console()
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        if cfg.data.thinking_template:
-            from rl.chat import use_thinking_template
-
-            use_thinking_template(self.tokenizer)
-        self.train_set = encode_prompts(inputs.rows, self.tokenizer, cfg.data, seed=cfg.trainer.seed,
-                                        source=cfg.data.train)
-        self.eval_set = encode_prompts(inputs.eval_rows, self.tokenizer, cfg.data, seed=cfg.trainer.seed,
-                                       source=cfg.eval.data if cfg.eval else "")
+        self.tokenizer = load_tokenizer(cfg, model_path)
+        self.train_set, self.eval_set = inputs.prompts or encode_run_prompts(cfg, self.tokenizer, inputs.rows,
+                                                                             inputs.eval_rows)
         self.budget = None
         if cfg.rollout.thinking_budget is not None:
             from rl.rollout.budget import thinking_budget_for

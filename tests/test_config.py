@@ -139,6 +139,15 @@ def test_row_without_prompt_fails_fast_naming_row(tmp_path: Path, make_config) -
     assert not (tmp_path / "run").exists()
 
 
+def test_a_too_long_prompt_fails_at_check_naming_the_row(tmp_path: Path, make_config) -> None:
+    long = tmp_path / "long.jsonl"
+    long.write_text('{"prompt": "short"}\n{"prompt": "' + "count to ten " * 200 + '"}\n')
+    out = _cli("--config", str(make_config()), f"data.train={long}", "data.max_prompt_tokens=64", "--check")
+    assert out.returncode == 2, out.stdout
+    assert str(long) in out.stderr and "row 2" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_unknown_reward_fails_fast(tmp_path: Path, make_config) -> None:
     out = _cli("--config", str(make_config()), "rewards=[{name: boxed_intt}]")
     assert out.returncode == 2
