@@ -42,6 +42,8 @@ class RewardSpec:
     on_error: OnError = "raise"
     needs_columns: tuple[str, ...] = ()
     """Dataset columns the reward reads (checked against the data before any model loads)."""
+    timeout_s: float | None = None
+    """A call on a batch that has not returned by then leaves that batch unscored (`Failed`); None: no limit."""
 
     def check_columns(self, available: set[str]) -> None:
         """Raise ValueError naming the first column this reward needs that the data does not have."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from rewards.base import RewardSpec, function_spec
@@ -32,6 +33,7 @@ def from_config(entries: list[RewardConfig], row_sets: list[list[dict]]) -> Weig
         try:
             spec = build_spec(name=r.name, fn=r.fn, judge=r.judge, model=r.model, weight=r.weight,
                               kwargs=r.kwargs, on_error=r.on_error, label=r.label, worker=r.worker)
+            spec = replace(spec, timeout_s=r.timeout_s)
             for columns in available:
                 spec.check_columns(columns)
             _check_every_row_has(spec, row_sets)

@@ -126,8 +126,11 @@ class WeightedRewards:
         logged: dict[str, list[float]] = {}
         columns = {**_trl_extras(columns, logged), **columns}
         try:
-            raw = await self._call(spec.func, prompts, completions, {**columns, **spec.kwargs})
+            raw = await asyncio.wait_for(self._call(spec.func, prompts, completions, {**columns, **spec.kwargs}),
+                                         spec.timeout_s)
             slots = validated(raw, len(completions), spec.label)
+        except TimeoutError:
+            slots = [Failed(f"no answer within timeout_s={spec.timeout_s:g} s")] * len(completions)
         except Exception as exc:  # noqa: BLE001 - any failure of user code is isolated per sample below
             slots = await self._isolate(spec, prompts, completions, columns, exc)
         values, errors, reasons, failed = [], 0, [], []

@@ -141,6 +141,10 @@ class RewardConfig(_Strict):
     worker: bool = False
     """Run this `name:`/`fn:` reward in a Ray worker process of its own (CPU-heavy Python rewards then run in
     parallel with each other, outside the driver's GIL)."""
+    timeout_s: float | None = Field(900.0, gt=0.0)
+    """Seconds one call on a step's batch may take; one that has not returned by then leaves the batch unscored
+    (counted in `reward/<label>/errors`; the run then stops on `trainer.max_unscored_frac`) instead of hanging the
+    run. A plain function's thread cannot be stopped and runs on; null: wait forever."""
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> RewardConfig:

@@ -196,6 +196,25 @@ def test_numpy_arrays_and_tensors_are_rewards_as_in_trl() -> None:
         assert totals == [1.0, 0.5, 0.0]
 
 
+def test_a_reward_that_never_returns_leaves_the_batch_unscored_after_its_timeout() -> None:
+    import time
+
+    def stuck(prompts, completions, **kw):
+        time.sleep(30)
+        return [1.0] * len(completions)
+
+    async def stuck_async(prompts, completions, **kw):
+        import asyncio
+
+        await asyncio.sleep(30)
+
+    for fn in (stuck, stuck_async):
+        start = time.perf_counter()
+        totals, metrics = WeightedRewards([RewardSpec("stuck", fn, timeout_s=0.5)])(PROMPTS, COMPLETIONS, COLUMNS)
+        assert time.perf_counter() - start < 5
+        assert totals == [None] * 3 and metrics["reward/stuck/errors"] == 3 and metrics["reward/unscored_frac"] == 1
+
+
 def test_duplicate_labels_are_refused() -> None:
     spec = build_spec(name="format")
     with pytest.raises(ValueError, match="two rewards are labelled 'format'.*label:"):
