@@ -315,20 +315,23 @@ class Session:
                                        step=step, max_completion_tokens=self.max_completion_tokens)
 
     def push_weights(self) -> None:
-        """The learner's weights into every engine; an engine found dead on the way is replaced (with the current
-        weights, `rollout.max_restarts`) and the push repeated."""
+        """The learner's weights into every engine; an engine found dead, or not done within `rollout.timeout_s`
+        (hung), is replaced (with the current weights, `rollout.max_restarts`) and the push repeated."""
         import ray
 
+        timeout = self.cfg.rollout.timeout_s
         try:
-            self.weight_sync.push()
-        except ray.exceptions.RayActorError:
+            self.weight_sync.push(timeout)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
             alive = [w.__ray_ready__.remote() for w in self.rollout.workers]
             for i, ref in enumerate(alive):
                 try:
-                    ray.get(ref, timeout=60)
-                except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                    ray.get(ref, timeout=min(timeout, 60))
+                except ray.exceptions.RayActorError:
                     self.rollout.restart(i, "died")
-            self.weight_sync.push()
+                except ray.exceptions.GetTimeoutError:
+                    self.rollout.restart(i, f"did not load the new weights within rollout.timeout_s={timeout:g} s")
+            self.weight_sync.push(timeout)
 
     @contextlib.contextmanager
     def learner_turn(self) -> Iterator[None]:

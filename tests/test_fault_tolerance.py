@@ -233,9 +233,23 @@ def test_a_grader_outage_leaves_samples_unscored_and_a_total_one_stops_the_run(m
     assert "Traceback" not in out.stderr
 
 
-def _rollout_worker_pids() -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [int(line.split()[0]) for line in out.splitlines() if "ray::RolloutWorker" in line]
+def _actor_pids(kind: str, driver: int) -> list[int]:
+    """Processes of Ray actors of class `kind` started under the run whose driver is `driver` (its Ray cluster's
+    raylet is the driver's child, the actors the raylet's): other runs' actors on the machine are not ours."""
+    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
+    parent, args = {}, {}
+    for line in out.splitlines()[1:]:
+        pid, ppid, *rest = line.split(maxsplit=2)
+        parent[int(pid)], args[int(pid)] = int(ppid), rest[0] if rest else ""
+
+    def under_driver(pid: int) -> bool:
+        for _ in range(4):
+            pid = parent.get(pid, 0)
+            if pid == driver:
+                return True
+        return False
+
+    return [pid for pid, a in args.items() if a.startswith(f"ray::{kind}") and under_driver(pid)]
 
 
 @pytest.mark.slow
@@ -245,12 +259,11 @@ def test_a_dead_or_hung_rollout_worker_is_replaced_and_the_run_finishes(fault: s
     config = make_config(rollout={"backend": "vllm", "timeout_s": 20, "max_restarts": 2},
                          trainer={"max_steps": 6, "save_every": 6})
     run_dir = tmp_path / "run"
-    before = set(_rollout_worker_pids())
     proc = subprocess.Popen([sys.executable, "-m", "rl.grpo", "--config", str(config)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         _wait_for(lambda: (run_dir / "metrics.jsonl").is_file() and len(_metrics(run_dir)) >= 2, "step 2", proc)
-        (worker,) = set(_rollout_worker_pids()) - before
+        (worker,) = _actor_pids("RolloutWorker", proc.pid)
         os.kill(worker, signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
         _, err = proc.communicate(timeout=600)
     finally:
@@ -272,9 +285,8 @@ def test_a_dead_learner_ends_the_run_with_one_message(make_config, tmp_path: Pat
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         _wait_for(lambda: (run_dir / "checkpoints" / "step_2").is_dir(), "step-2 checkpoint", proc)
-        out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-        learners = [int(line.split()[0]) for line in out.splitlines() if "ray::Learner" in line]
-        os.kill(learners[-1], signal.SIGKILL)
+        (learner,) = _actor_pids("Learner", proc.pid)
+        os.kill(learner, signal.SIGKILL)
         _, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
@@ -311,3 +323,38 @@ def test_an_entropy_collapse_is_flagged(make_config, tmp_path: Path) -> None:
     assert "entropy collapsed to" in out.stdout and out.stdout.count("ALERT") == 1
     records = _metrics(tmp_path / "run")
     assert "alert/entropy_collapse" not in records[0] and records[-1]["alert/entropy_collapse"] == 1.0
+
+
+@pytest.mark.slow
+def test_an_engine_hung_while_idle_is_replaced_at_the_weight_push(tiny_model: Path) -> None:
+    """Found by benchmarks/chaos.py: a worker stopped between steps blocked the object-store push forever."""
+    from types import SimpleNamespace
+
+    import ray
+
+    from rl.actors import RolloutGroup, init_ray, start_learner
+    from rl.config import AlgorithmConfig, ModelConfig, RolloutConfig, TrainerConfig
+    from rl.session import Session
+    from rl.weight_sync import SYNCS
+
+    init_ray(None)
+    try:
+        learner = start_learner(str(tiny_model), ModelConfig(path=str(tiny_model)), TrainerConfig(max_steps=1),
+                                AlgorithmConfig(), 1.0, num_workers=1)
+        sync = SYNCS["object_store"]()
+        group = RolloutGroup(1, "hf", {"model_path": str(tiny_model), "dtype": "float32"}, timeout_s=5,
+                             max_restarts=1, on_restart=sync.restore)
+        sync.connect(learner, group.workers)
+        pid = ray.get(group.workers[0].__ray_call__.remote(lambda _: os.getpid()))
+        os.kill(pid, signal.SIGSTOP)
+        session = SimpleNamespace(cfg=SimpleNamespace(rollout=RolloutConfig(timeout_s=5)), weight_sync=sync,
+                                  rollout=group)
+        start = time.perf_counter()
+        Session.push_weights(session)
+        assert group.restarts == 1 and time.perf_counter() - start < 120
+        prompt, completion = [5, 6, 7], [8, 9, 10]
+        expected = learner.call("score", prompt, completion)
+        got = ray.get(group.workers[0].score.remote(prompt, completion))
+        assert max(abs(a - b) for a, b in zip(got, expected)) < 0.05  # the new engine serves the learner's weights
+    finally:
+        ray.shutdown()

@@ -20,8 +20,10 @@ class WeightSync(ABC):
         updates in place)."""
 
     @abstractmethod
-    def push(self) -> None:
-        """The learner's current weights into every engine; returns once all of them serve the new weights."""
+    def push(self, timeout_s: float | None = None) -> None:
+        """The learner's current weights into every engine; returns once all of them serve the new weights.
+        `timeout_s`: how long engines may take to load them (`ray.exceptions.GetTimeoutError` after that), where
+        the backend can tell (the object store); a dead engine raises `ray.exceptions.RayActorError`."""
 
     def restore(self, index: int) -> None:
         """Engine `index` was replaced by a fresh one (`rl.actors.RolloutGroup.restart`): give it the current

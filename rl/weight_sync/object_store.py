@@ -25,7 +25,7 @@ class ObjectStoreSync(WeightSync):
         ray.get(self.workers[index].load_weights.remote(gathering.refs[0]))
         gathering.result()
 
-    def push(self) -> None:
+    def push(self, timeout_s: float | None = None) -> None:
         gathering = self.learner.submit("weights")  # every rank gathers; rank 0 returns the weights
-        ray.get([w.load_weights.remote(gathering.refs[0]) for w in self.workers])
         gathering.result()
+        ray.get([w.load_weights.remote(gathering.refs[0]) for w in self.workers], timeout=timeout_s)

@@ -31,7 +31,8 @@ class VLLMTransferSync(WeightSync):
         self.learner, self.workers = learner, workers
         learner.call("open_weight_transfer", self.transfer, workers)
 
-    def push(self) -> None:
+    def push(self, timeout_s: float | None = None) -> None:
+        """(The learner drives the engines' side itself: `timeout_s` does not apply.)"""
         self.learner.call("send_weights")
 
 
