@@ -108,7 +108,7 @@ def test_garbled_verdict_is_an_error_not_a_reward(proxy: RecordingProxy, tmp_pat
     spec, rewards = _judge(proxy.url, tmp_path, max_retries=0)
     completion = "<think>SECRET-REASONING: 2 + 2 is 4, surely</think>So the answer is \\boxed{4}."
     totals, metrics = rewards([[{"role": "user", "content": QUESTION}]], [completion], {"answer": ["4"]})
-    assert totals == [0.0] and metrics["reward/judge/errors"] == 1 and metrics["reward/judge/none_rate"] == 1.0
+    assert totals == [None] and metrics["reward/judge/errors"] == 1 and metrics["reward/judge/none_rate"] == 1.0
     (body,) = proxy.bodies
     prompt = body["messages"][-1]["content"]
     assert body["model"] == "tiny-judge" and body["temperature"] == 0.0 and body["max_tokens"] == 8
