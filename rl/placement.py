@@ -60,6 +60,12 @@ def _cuda_devices() -> int:
     return torch.cuda.device_count()
 
 
+def _check_colocated_engine(tensor_parallel_size: int) -> None:
+    if tensor_parallel_size > 1:
+        raise ValueError(f"rollout.tensor_parallel_size={tensor_parallel_size} needs cluster.placement=disaggregated "
+                         "on GPUs (a colocated engine lives on one learner's GPU)")
+
+
 def check(cfg: Any) -> None:
     """Before anything starts (`RunConfig`): on a machine with GPUs and no `ray_address`, the GPUs the placement
     needs are there; a ValueError names the keys otherwise. (A cluster's GPUs are checked when `plan` reserves
@@ -76,9 +82,8 @@ def check(cfg: Any) -> None:
                f"{cfg.cluster.placement}, rollout.weight_sync={rollout.weight_sync})" if own
                else f"trainer.learners={learners}, one GPU per rank")
         raise ValueError(f"{why} need {need} GPU(s) and this machine has {have}")
-    if rollout.tensor_parallel_size > 1 and not own:
-        raise ValueError(f"rollout.tensor_parallel_size={rollout.tensor_parallel_size} needs "
-                         "cluster.placement=disaggregated on GPUs (a colocated engine lives on one learner's GPU)")
+    if not own:
+        _check_colocated_engine(rollout.tensor_parallel_size)
 
 
 def plan(*, learners: int, workers: int, tensor_parallel_size: int, placement: str,
@@ -95,9 +100,7 @@ def plan(*, learners: int, workers: int, tensor_parallel_size: int, placement: s
     learner_group = _reserve([learner_bundle] * learners, "trainer.learners / cluster.learner_resources",
                              timeout_s)
     if gpus and not own:  # engines (and a teacher) share the learners' GPUs
-        if tp > 1:
-            raise ValueError(f"rollout.tensor_parallel_size={tp} needs cluster.placement=disaggregated on GPUs "
-                             "(a colocated engine lives on one learner's GPU)")
+        _check_colocated_engine(tp)
         tenants = 1 + math.ceil(workers / learners) + extra_gpu_tenants
         return Placement(learner_group, 1.0 / tenants, learner_group, [i % learners for i in range(workers)],
                          1.0 / tenants, extra_gpus=1.0 / tenants, engines_share_gpus=True)
