@@ -90,13 +90,15 @@ def squash(s: str) -> str:
     return re.sub(r"\s+", "", s).rstrip(".")
 
 
-def _rule_boxed(text: str) -> str | None:
+def _rule_boxed(text: str, boxes_policy: str = "one") -> str | None:
     boxes = boxed_contents(text)
     if not boxes:
         return None
     filled = [b for b in boxes if squash(b)]  # an empty box (e.g. the prompt's instruction echoed) says nothing
     if not filled:
         raise NoAnswer("empty \\boxed{}")
+    if boxes_policy == "each_part" and len(filled) > 1:
+        return ", ".join(filled)  # one part per box, in order: graded as a list (policy line 14)
     distinct = {squash(b) for b in filled}
     if len(distinct) > 1:
         raise Hedged(f"{len(distinct)} different boxed answers (hedging is graded wrong)")
@@ -159,10 +161,11 @@ def check_rules(rules: Sequence[str]) -> tuple[str, ...]:
     return rules
 
 
-def extract_answer(completion: str, rules: tuple[str, ...]) -> str:
+def extract_answer(completion: str, rules: tuple[str, ...], boxes: str = "one") -> str:
     """The answer text a completion commits to, by the first rule (in order) that finds one.
 
     Only the text after the last `</think>` is read; an unclosed `<think>` means the model never answered.
+    `boxes` is the several-boxes policy ("one": different boxes are a hedge; "each_part": a list of parts).
     Raises NoAnswer, Hedged or BadInput.
     """
     if "</think>" in completion:
@@ -170,7 +173,7 @@ def extract_answer(completion: str, rules: tuple[str, ...]) -> str:
     elif "<think>" in completion:
         raise NoAnswer("unfinished <think> block (no </think>)")
     for rule in rules:
-        answer = _RULE_FUNCS[rule](completion)
+        answer = _rule_boxed(completion, boxes) if rule == "boxed" else _RULE_FUNCS[rule](completion)
         if answer is not None:
             if not answer.strip():
                 raise NoAnswer(f"empty answer ({rule})")
@@ -212,7 +215,8 @@ _UNICODE = {
 # Commands math-verify turns into \text{} (latex2sympy2_extended's normalization); its unit-stripping regex then
 # deletes from the first \text{ to the end of the answer when the answer ends in `}`.
 _TEXT_CMDS = r"text|textbf|textit|textrm|textsf|texttt|textnormal|mbox|mathrm|mathit|mathbf"
-_CONNECTIVE_RE = re.compile(rf"\\(?:{_TEXT_CMDS})\s*\{{\s*,?\s*(?:or|and)\s*,?\s*\}}")
+# An Oxford comma before the connective (`19, 46, \text{ and } 82`) belongs to it.
+_CONNECTIVE_RE = re.compile(rf"(?:,\s*)?\\(?:{_TEXT_CMDS})\s*\{{\s*,?\s*(?:or|and)\s*,?\s*\}}")
 # Single-letter symbols, not units or text: bold / italic letters, roman e, i, d (`\mathrm{m}` stays a unit).
 _TEXT_LETTER_RE = re.compile(r"\\(?:mathbf|mathit|boldsymbol|bm)\s*\{\s*([A-Za-z])\s*\}|\\mathrm\s*\{\s*([eid])\s*\}")
 _DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
@@ -258,6 +262,7 @@ def normalize(s: str) -> str:
         s = s.replace(k, v)
     s = _strip_delims(s)
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = re.sub(r"(?<=\d),\\!\s*(?=\d{3}(?!\d))", ",", s)  # `1,\! 000`: thousands, even with a space after
     s = _SPACING_RE.sub(" ", s.replace("\\!", ""))  # `1,\!000`: a negative space joins
     s = _sqrt_parens(s)
     s = re.sub(r"\\sqrt\s*(\d)", r"\\sqrt{\1}", s)
@@ -294,11 +299,14 @@ def stray_text(answer: str) -> str | None:
 
 
 _UNIT_TEXT_RE = re.compile(
-    r"\s*(?:/|\\cdot)?\s*\\(?:text|mbox|mathrm|textrm|textnormal|operatorname)\{\s*[A-Za-z][A-Za-z .]*\}"
+    r"\s*(?:/|\\cdot)?\s*\\(?:text|textbf|textit|textsf|mbox|mathrm|mathit|textrm|textnormal|operatorname)"
+    r"\s*\{\s*[A-Za-z][A-Za-z .]*\}"
     r"(?:\^\{?-?\d\}?)?\s*$"
 )
 _UNIT_WORDS_RE = re.compile(r"(?<=[\d}])\s+[A-Za-z]{2,}(?:\s+[A-Za-z]{2,})*\s*$")
 _DEGREE_RE = re.compile(r"\s*(?:\^\s*\{?\s*\\circ\s*\}?|\\circ|\\degree)\s*$")
+_CURRENCY = r"(?:\\\$|\$|€|£|¥|\\euro|\\pounds|\\yen|\\textsterling|\\texteuro|\\textyen)"
+_CURRENCY_RE = re.compile(rf"^{_CURRENCY}\s*(?=[-+\d.\\])|(?<=[\d.}}])\s*{_CURRENCY}$")
 
 
 def strip_units(s: str) -> str:
@@ -306,6 +314,7 @@ def strip_units(s: str) -> str:
 
     Done here rather than by math-verify, whose unit list holds single letters (m, s, t, h, g, ...) and so
     reads `3n + 2m` as `3n + 2`."""
+    s = _CURRENCY_RE.sub("", s)
     for _ in range(3):
         stripped = _DEGREE_RE.sub("", _UNIT_WORDS_RE.sub("", _UNIT_TEXT_RE.sub("", s))).strip()
         if not stripped or stripped == s:

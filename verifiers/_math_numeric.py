@@ -18,6 +18,7 @@ from fractions import Fraction
 
 from mpmath.ctx_mp import MPContext
 
+from verifiers._math_equation import strip_wrapping_text
 from verifiers._math_extract import strip_units
 
 DPS = 60  # significant digits for irrational values
@@ -103,12 +104,7 @@ def split_core(s: str) -> tuple[str, bool, str | None]:
         raise NotNumeric("an empty side of an equation")
     if any(re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", side)) for side in sides[:-1]):
         raise NotNumeric("an equation, or several assignments")  # `x = 5 and y = 6` is not the number 6
-    s = sides[-1]
-    m = re.fullmatch(r"\\(?:text|mbox|textrm|mathrm)\{([^{}]*)\}", s)
-    if m:
-        s = m.group(1).strip()
-    s = re.sub(r"^(?:\\\$|\$)\s*", "", s)
-    s = strip_units(s)
+    s = strip_units(strip_wrapping_text(sides[-1]))
     percent = False
     if s.endswith("\\%") or s.endswith("%"):
         percent, s = True, s[: -2 if s.endswith("\\%") else -1].rstrip()

@@ -91,10 +91,33 @@ def grade(answer: str, reference: str, rel_tol: float) -> tuple[str, float, str]
     if not verify(list(gold), list(pred), timeout_seconds=None, allow_set_relation_comp=True):
         if gold_math and not pred_math:
             return "parse_error", 0.0, "the answer is not parseable math"
+        if plain and _equal_for_positive_symbols(gold_math[0], pred_math[0]):
+            return "ok", 1.0, "equal when the symbols under roots are positive"
         return "ok", 0.0, "not equal (math-verify)"
-    if both and not plain and (reason := _safe_differ(_rhs(gold_math[0]), _rhs(pred_math[0]), flags)):
+    if both and not plain and (reason := _equation_mismatch(gold_math[0], pred_math[0])):
+        return "ok", 0.0, f"math-verify said equal, but {reason}"
+    if both and not plain and (reason := _safe_differ(*_values(gold_math[0], pred_math[0]), flags)):
         return "ok", 0.0, f"math-verify said equal, but {reason}"
     return "ok", 1.0, "equal (math-verify)"
+
+
+def _equal_for_positive_symbols(g, p) -> bool:
+    """`1/\\sqrt{n}` = `\\sqrt{1/n}`: equal once every symbol is taken as positive (the convention of
+    competition problems; sympy, and so math-verify, keep them complex). Only for expressions with a root."""
+    from sympy import Pow, posify, simplify
+
+    def rooted(e) -> bool:
+        return any(not a.exp.is_integer for a in e.atoms(Pow))
+
+    if not (g.free_symbols and g.free_symbols == p.free_symbols and (rooted(g) or rooted(p))):
+        return False
+    if g.count_ops() + p.count_ops() > 80:
+        return False  # simplify on large expressions is slow; math-verify's "no" stands
+    try:
+        (gp, pp), _ = posify([g, p])
+        return gp == pp or simplify(gp - pp) == 0
+    except (ArithmeticError, TypeError, ValueError, AttributeError, NotImplementedError):
+        return False
 
 
 def _safe_differ(g, p, flags: _Flags) -> str | None:
@@ -114,13 +137,50 @@ def _has_decimal(latex: str) -> bool:
     return re.search(r"\d\.|\.\d", latex) is not None
 
 
-def _rhs(expr):
-    """`x = 5` → 5 (math-verify grades an assignment by its value); other relations are left alone."""
+def _is_name(expr) -> bool:
+    from sympy.core.function import AppliedUndef
+
+    return expr.is_Symbol or isinstance(expr, AppliedUndef)
+
+
+def _is_assignment(expr) -> bool:
+    """`x = 5`, `f(x) = x^2`: a name on the left that the right side does not mention."""
     from sympy import Eq
 
-    if isinstance(expr, Eq) and expr.lhs.is_Symbol:
-        return expr.rhs
-    return expr
+    return isinstance(expr, Eq) and _is_name(expr.lhs) and not expr.rhs.has(expr.lhs)
+
+
+def _is_label(expr) -> bool:
+    """Names joined by + and products (`m + n`, `xy`, `-x`): what a labelled answer may have on its left."""
+    if _is_name(expr):
+        return True
+    if expr.is_Add:
+        return all(_is_label(a) for a in expr.args)
+    if expr.is_Mul:
+        return all(_is_label(a) or a == -1 for a in expr.args)
+    return False
+
+
+def _values(g, p) -> tuple:
+    """Two assignments to the same name compare by their values (math-verify grades them so); others as is."""
+    if _is_assignment(g) and _is_assignment(p) and g.lhs == p.lhs:
+        return g.rhs, p.rhs
+    return g, p
+
+
+def _equation_mismatch(g, p) -> str | None:
+    """Policy line 12 inside lists and sets, where math-verify pairs equations with values: an equation
+    reference accepts a value only when it is an assignment, an answer equation counts as a value only when
+    its left side is a label."""
+    from sympy import Eq, FiniteSet, Tuple
+
+    gs = list(g.args) if isinstance(g, (FiniteSet, Tuple)) else [g]
+    ps = list(p.args) if isinstance(p, (FiniteSet, Tuple)) else [p]
+    if any(isinstance(e, Eq) and not _is_assignment(e) for e in gs) and not all(isinstance(e, Eq) for e in ps):
+        return "the reference holds an equation that a value alone does not state"
+    if any(isinstance(e, Eq) and not _is_label(e.lhs) for e in ps) and not all(isinstance(e, Eq) for e in gs):
+        return "the answer holds an equation where the reference has a value"
+    return None
 
 
 def _differ(g, p, flags: _Flags) -> str | None:

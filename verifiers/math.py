@@ -26,6 +26,9 @@ Options (keyword-only, same for `verify` and `verify_batch`):
     extract=("boxed",)     answer extraction rules, tried in order: "boxed" (last `\\boxed{}`/`\\fbox{}`),
                            "gsm8k" (`#### N`), "answer_is" ("The answer is X", "Answer: X",
                            "Final Answer: The final answer is X"), "last_number" (last number in the text).
+    boxes="one"            several different `\\boxed{}` answers: "one" grades them wrong (a hedge);
+                           "each_part" reads them as the parts of one answer, joined in order as a list
+                           (for problems with several parts, each boxed).
     timeout=5.0            seconds one math-verify comparison may take in a worker before it is killed.
     rel_tol=1e-6           relative tolerance for a decimal answer against a value with no finite decimal
                            expansion (`0.3333333` vs `\\frac13`); exact values are compared exactly.
@@ -50,6 +53,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
+from verifiers._math_equation import Equation, split_equation
 from verifiers._math_extract import (
     BadInput,
     Hedged,
@@ -70,26 +74,31 @@ from verifiers.verdict import Verdict
 __all__ = ["Verdict", "verify", "verify_batch"]
 
 MAX_REFERENCE_CHARS = 10_000
+BOXES = ("one", "each_part")
 NUMBER_OR_WORD = re.compile(r"[-+]?[\d.,]+|[A-Za-z]+")
 
 
 @dataclass(frozen=True)
 class _Options:
     extract: tuple[str, ...]
+    boxes: str
     timeout: float
     rel_tol: float
     max_answer_chars: int
     max_depth: int
 
 
-def _options(extract, timeout, rel_tol, max_answer_chars, max_depth) -> _Options:
+def _options(extract, boxes, timeout, rel_tol, max_answer_chars, max_depth) -> _Options:
     if not timeout > 0:
         raise ValueError(f"timeout={timeout!r}: must be a positive number of seconds, e.g. timeout=5.0")
     if not 0 <= rel_tol < 1:
         raise ValueError(f"rel_tol={rel_tol!r}: must be in [0, 1), e.g. rel_tol=1e-6")
     if max_answer_chars < 1 or max_depth < 1:
         raise ValueError(f"max_answer_chars={max_answer_chars!r}, max_depth={max_depth!r}: must be >= 1")
-    return _Options(check_rules(extract), float(timeout), float(rel_tol), int(max_answer_chars), int(max_depth))
+    if boxes not in BOXES:
+        raise ValueError(f"boxes={boxes!r}: must be one of {BOXES}; 'one' grades several different boxes wrong")
+    rules = check_rules(extract)
+    return _Options(rules, boxes, float(timeout), float(rel_tol), int(max_answer_chars), int(max_depth))
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,7 @@ class _Reference:
     num: Num | None  # numeric value, None when not purely numeric
     problem: str | None  # why it cannot be used (status `error`)
     too_large: str | None  # numeric but beyond the evaluator's bounds
+    equation: Equation | None = None  # `lhs = rhs`, see verifiers._math_equation
 
 
 @lru_cache(maxsize=65536)
@@ -112,12 +122,39 @@ def _reference(reference: str) -> _Reference:
     text = normalize(text)
     if not text:
         return _Reference("", "", None, "reference is empty", None)
+    equation = split_equation(text)
     try:
-        return _Reference(text, squash(text), evaluate(text), None, None)
+        return _Reference(text, squash(text), evaluate(text), None, None, equation)
     except NotNumeric:
-        return _Reference(text, squash(text), None, None, None)
+        return _Reference(text, squash(text), None, None, None, equation)
     except TooLarge as e:
-        return _Reference(text, squash(text), None, None, str(e))
+        return _Reference(text, squash(text), None, None, str(e), equation)
+
+
+def _equations(answer: str, ref: _Reference) -> tuple[str, _Reference] | str:
+    """(answer, reference) to grade once equations are resolved (policy line 12), or why the answer is wrong.
+
+    A reference assignment (`x = 5`, `f(2) = 5`) is graded on its value; a reference equation with any other
+    left side (`x+y+z = 6`, `xy = 4`, `2x = x + 3`) needs an equal equation. A labelled answer (`m+n = 5`)
+    is graded on its last side; any other answer equation is not a value."""
+    a, r = split_equation(answer), ref.equation
+    if a is None and r is None:
+        return answer, ref
+    if a is None:
+        if r.name is None:
+            return f"the reference is the equation {_clip(ref.text, 60)}: a value alone does not state it"
+        return answer, _reference(r.rhs)
+    if r is None:
+        if not a.label:
+            return f"the answer is an equation ({_clip(a.lhs, 40)} = ...), the reference a value"
+        return a.rhs, ref
+    if a.name is not None and r.name is not None:
+        if a.name != r.name:
+            return f"the answer gives {_clip(a.lhs, 40)}, the reference {_clip(r.lhs, 40)}"
+        return a.rhs, _reference(r.rhs)
+    if r.name is not None and r.numeric_rhs:
+        return f"the reference gives the value of {_clip(r.lhs, 40)}; the answer does not state it"
+    return answer, ref  # two equations: equal as equations (math-verify, re-checked in the worker)
 
 
 @dataclass(frozen=True)
@@ -152,7 +189,7 @@ def _prepare(completion, reference, question, opts: _Options) -> Verdict | _Job:
     if ref.problem:
         return Verdict(0.0, "error", None, f"unusable reference: {ref.problem}")
     try:
-        raw = extract_answer(completion, opts.extract)
+        raw = extract_answer(completion, opts.extract, opts.boxes)
         check_bounds(raw, opts.max_answer_chars, opts.max_depth)
     except NoAnswer as e:
         return Verdict(0.0, "no_answer", None, str(e))
@@ -173,6 +210,13 @@ def _prepare(completion, reference, question, opts: _Options) -> Verdict | _Job:
     try:
         if false_chain(answer, opts.rel_tol):
             return Verdict(0.0, "ok", raw, "a chain of equalities between different numbers")
+    except TooLarge as e:
+        return Verdict(0.0, "parse_error", raw, f"answer: {e}")
+    resolved = _equations(answer, ref)
+    if isinstance(resolved, str):
+        return Verdict(0.0, "ok", raw, resolved)
+    answer, ref = resolved
+    try:
         num = evaluate(answer)
     except NotNumeric:
         num = None
@@ -246,6 +290,7 @@ def verify(
     reference: str,
     *,
     extract: Sequence[str] = ("boxed",),
+    boxes: str = "one",
     timeout: float = 5.0,
     rel_tol: float = 1e-6,
     question: str | None = None,
@@ -253,7 +298,7 @@ def verify(
     max_depth: int = 32,
 ) -> Verdict:
     """Grade one completion against a reference answer (options: see the module docstring)."""
-    opts = _options(extract, timeout, rel_tol, max_answer_chars, max_depth)
+    opts = _options(extract, boxes, timeout, rel_tol, max_answer_chars, max_depth)
     prepared = _prepare(completion, reference, question, opts)
     if isinstance(prepared, Verdict):
         return prepared
@@ -267,6 +312,7 @@ def verify_batch(
     questions: Sequence[str | None] | None = None,
     workers: int | None = None,
     extract: Sequence[str] = ("boxed",),
+    boxes: str = "one",
     timeout: float = 5.0,
     rel_tol: float = 1e-6,
     max_answer_chars: int = 1000,
@@ -279,7 +325,7 @@ def verify_batch(
         raise ValueError(f"got {len(questions)} questions for {len(completions)} completions")
     if workers is not None and workers < 1:
         raise ValueError(f"workers={workers!r}: must be >= 1 (or None for the CPU count)")
-    opts = _options(extract, timeout, rel_tol, max_answer_chars, max_depth)
+    opts = _options(extract, boxes, timeout, rel_tol, max_answer_chars, max_depth)
     qs = questions if questions is not None else [None] * len(completions)
     prepared = [_prepare(c, r, q, opts) for c, r, q in zip(completions, references, qs, strict=True)]
     keys = list(dict.fromkeys(p.key for p in prepared if isinstance(p, _Job)))  # each distinct task once
