@@ -157,6 +157,7 @@ class Candidate:
         self.reply_bytes = reply_bytes
         self.alive = True
         self.failed: str | None = None  # set on any CandidateFailure, even one the test code swallowed
+        self.escaped: str | None = None  # a StopIteration from the candidate during the current test
 
     def request(self, message: dict, deadline: float) -> dict:
         if not self.alive:
@@ -321,6 +322,11 @@ class Proxy:
                 raise cand._fail("malformed return value") from None
         if "raise" in reply:
             exc_type = getattr(builtins, str(reply["raise"]), None)
+            if exc_type in (StopIteration, StopAsyncIteration):
+                # Inside the test's map()/filter()/iter(f, sentinel) it would end the iteration early and
+                # silently skip checks; a BaseException (and the mark `_guarded` reads) fails the test instead.
+                cand.escaped = f"candidate raised {exc_type.__name__}"
+                raise CandidateFailure(cand.escaped)
             if isinstance(exc_type, type) and issubclass(exc_type, Exception):
                 raise exc_type(str(reply.get("message", "")))
             raise cand._fail(f"candidate raised {str(reply['raise'])[:60]}")
@@ -421,6 +427,7 @@ def _guarded(fn, cand: Candidate, deadline: float) -> dict:
     if not cand.alive:
         return {"passed": False, "reason": f"candidate process gone ({cand.failed})"}
     signal.setitimer(signal.ITIMER_REAL, max(0.001, deadline - time.monotonic() + 0.5))
+    cand.escaped = None
     try:
         fn()
         passed, reason = True, ""
@@ -432,8 +439,8 @@ def _guarded(fn, cand: Candidate, deadline: float) -> dict:
         passed, reason = False, f"{type(exc).__name__}: {str(exc)[:200]}"
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-    if cand.failed:  # the test code may have swallowed the failure
-        passed, reason = False, reason or cand.failed
+    if cand.failed or cand.escaped:  # the test code may have swallowed the failure
+        passed, reason = False, reason or cand.failed or cand.escaped
     return {"passed": passed, "reason": reason}
 
 

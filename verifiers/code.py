@@ -3,12 +3,15 @@
 `verify(completion, tests, **options) -> Verdict`, `verify_batch(completions, tests, **options) -> list[Verdict]`.
 
 Choices, each made so that known reward hacks fail:
-- The program is the last fenced code block after `</think>` (python-tagged or untagged blocks preferred), or the
-  whole text. An unterminated `<think>` means no answer.
+- The program is a fenced code block after `</think>`, or the whole text; an unterminated `<think>` means no
+  answer. Among several blocks: python-tagged ones first, then untagged ones (except those labelled as output,
+  example usage or a test, e.g. after a line "Output:"); of those the last that defines the entry point /
+  `fn_name` when the tests name one (else the last block that does), otherwise the last one.
 - Tests come in three formats (`tests` dict):
   stdin/stdout `{"stdin_stdout": [{"input", "output"}, ...]}`: each test runs in a fresh process; its stdout is
-  compared OUTSIDE the sandbox with trailing whitespace normalised and the line count required to match; it must
-  also exit with status 0.
+  compared OUTSIDE the sandbox by a judge (`compare`: "lines" by default, "tokens" or "exact";
+  `case_insensitive`; `float_tol`, see `verifiers._code_compare`); it must also exit with status 0. The tests
+  dict may set "compare", "case_insensitive" and "float_tol" for its own problem (they override the options).
   call-based `{"fn_name", "inputs": [[args...]], "outputs": [value]}`: return values come back as plain data and
   are compared outside the sandbox (APPS convention: an expected `[v]` also accepts `v`).
   assert-based `{"test": "def check(candidate): ...", "entry_point": "f"}` (HumanEval; optional "prompt" is run
@@ -18,6 +21,14 @@ Choices, each made so that known reward hacks fail:
 - Expected outputs never enter the sandbox; assert tests do, but only after the candidate's process exists.
   The verdict comes from the harness's report, tagged with a per-run nonce, on a pipe candidate processes do not
   hold; never from an exit code.
+- A `checker(input, output, expected) -> bool` (option, or "checker" in the tests dict) replaces the comparison
+  for problems with several valid outputs: stdio tests pass it the stdin, stdout and expected text; call tests
+  the argument list, the returned value and the expected value. It runs in the caller's process on plain data;
+  if it raises or returns a non-bool, the verdict is `error` (a broken checker is never a zero reward).
+- `StopIteration` / `StopAsyncIteration` from candidate code fail the test in the checker, even inside `map()`,
+  `filter()` or `iter(f, sentinel)`, where Python would read them as the end of the iteration.
+- Loaders: `humaneval_tests(row)` and `mbpp_tests(row)` build the tests dict from a data set row, always with
+  the prompt (HumanEval: its helpers, e.g. `poly`, are the data set's in the checker) or the test imports (MBPP).
 - Scoring: "all" (1.0 if every test passes, default) or "fraction" (share of tests passed).
 - Statuses: `ok` (graded), `no_answer` (no program), `error` (sandbox broken or tests malformed), `timeout` (the
   sandbox did not even start in time). Anything the program does (crash, hang, exit early, syntax error) is
@@ -30,15 +41,26 @@ import math
 import os
 import re
 import secrets
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from verifiers import _harness_io
+from verifiers._code_compare import COMPARE, Judge
 from verifiers.sandbox import Limits, Sandbox, make_sandbox
 from verifiers.verdict import Verdict
 
-__all__ = ["Options", "extract_code", "options", "verify", "verify_batch"]
+__all__ = [
+    "COMPARE",
+    "Options",
+    "extract_code",
+    "humaneval_tests",
+    "mbpp_tests",
+    "options",
+    "verify",
+    "verify_batch",
+]
 
 # Shipped into every sandbox (read-only): the harness and the codec it shares with us.
 _HARNESS_FILES = {
@@ -48,12 +70,17 @@ _HARNESS_FILES = {
 _FENCE = re.compile(
     r"^[ \t]*(?P<fence>```+|~~~+)[ \t]*(?P<lang>[^\n`]*)\n(?P<body>.*?)^[ \t]*(?P=fence)[ \t]*$", re.M | re.S
 )
-_PYTHON_TAGS = {"", "python", "py", "python3", "py3"}
+_PYTHON_TAGS = {"python", "py", "python3", "py3"}
+# A block introduced by such a line is output or a usage example, not the solution: "Output:", "Example usage:".
+_AUX_LABEL = re.compile(
+    r"(?i)\b(?:output|outputs|result|prints?|stdout|usage|example|examples|test|tests|testing|demo|sample)\b"
+    r"[^\n]{0,40}:[\s*_`]*$"
+)
 SCORING = ("all", "fraction")
 
 
-def extract_code(completion: str) -> str | None:
-    """The program in a completion, or None if there is none."""
+def extract_code(completion: str, entry_point: str | None = None) -> str | None:
+    """The program in a completion, or None if there is none (block choice: module docstring)."""
     text = completion
     if "</think>" in text:
         text = text.rsplit("</think>", 1)[1]
@@ -61,10 +88,28 @@ def extract_code(completion: str) -> str | None:
         return None  # still thinking: no answer yet
     blocks = list(_FENCE.finditer(text))
     if blocks:
-        python_blocks = [b for b in blocks if b.group("lang").strip().lower() in _PYTHON_TAGS]
-        text = (python_blocks or blocks)[-1].group("body")
+        text = _choose_block(text, blocks, entry_point).group("body")
     code = text.strip("\n")
     return code if code.strip() else None
+
+
+def _choose_block(text: str, blocks: list[re.Match], entry_point: str | None) -> re.Match:
+    def aux(b: re.Match) -> bool:
+        before = text[: b.start()].rstrip().rsplit("\n", 1)[-1]
+        return _AUX_LABEL.search(before) is not None
+
+    tagged = [b for b in blocks if b.group("lang").strip().lower() in _PYTHON_TAGS]
+    untagged = [b for b in blocks if not b.group("lang").strip()]
+    pools = ([b for b in tagged if not aux(b)], [b for b in untagged if not aux(b)], tagged, untagged, blocks)
+    pool = next(p for p in pools if p)
+    if entry_point:
+        name = re.escape(entry_point)
+        defines = re.compile(rf"^[ \t]*(?:(?:async[ \t]+)?def[ \t]+{name}\b|{name}[ \t]*=|class[ \t]+Solution\b)", re.M)
+        for group in (pool, blocks):
+            hits = [b for b in group if defines.search(b.group("body"))]
+            if hits:
+                return hits[-1]
+    return pool[-1]
 
 
 @dataclass(frozen=True)
@@ -76,6 +121,8 @@ class Options:
     limits: Limits
     sandbox: Sandbox
     site_packages: bool
+    judge: Judge
+    checker: object  # Callable[[input, output, expected], bool] | None
 
 
 def options(
@@ -86,6 +133,10 @@ def options(
     sandbox: str | Sandbox = "bwrap",
     python: str | None = None,
     site_packages: bool = False,
+    compare: str = "lines",
+    case_insensitive: bool = False,
+    float_tol: float | None = None,
+    checker=None,
 ) -> Options:
     """scoring: "all" (1/0) or "fraction". timeout: wall-clock seconds per test.
     limits: sandbox limits (`limits.wall_seconds` bounds the whole run; default `Limits()`).
@@ -93,13 +144,19 @@ def options(
     python: interpreter to run in the sandbox (default: this one, `sys.executable`).
     site_packages: let programs import installed packages (default: standard library only; installed
         packages, and any data set shipped in one, stay invisible).
+    compare / case_insensitive / float_tol: the stdout judge (`verifiers._code_compare`; default "lines",
+        case-sensitive, no tolerance). A tests dict may override them for its problem.
+    checker: `checker(input, output, expected) -> bool` instead of the comparison (several valid outputs).
     """
     if scoring not in SCORING:
         raise ValueError(f"scoring={scoring!r}: use one of {SCORING}")
     if not (isinstance(timeout, (int, float)) and timeout > 0):
         raise ValueError(f"timeout={timeout!r}: must be a positive number of seconds")
+    if checker is not None and not callable(checker):
+        raise ValueError(f"checker={checker!r}: must be a callable checker(input, output, expected) -> bool")
+    judge = Judge(compare, case_insensitive, float_tol)
     box = make_sandbox(sandbox, python, site_packages)
-    return Options(scoring, float(timeout), limits or Limits(), box, bool(site_packages))
+    return Options(scoring, float(timeout), limits or Limits(), box, bool(site_packages), judge, checker)
 
 
 def verify(completion: str, tests: dict, **opts) -> Verdict:
@@ -129,10 +186,25 @@ def verify_batch(
 
 
 # ---------------------------------------------------------------- test formats
+_JUDGE_KEYS = ("compare", "case_insensitive", "float_tol")
+
+
 def _plan(tests: dict) -> dict:
-    """Validate a tests dict and split it into what the sandbox may see (job) and what it may not."""
+    """Validate a tests dict; the host-side settings (judge, checker) stay with the plan."""
     if not isinstance(tests, dict):
         raise ValueError(f"tests must be a dict, got {type(tests).__name__}")
+    plan = _plan_format(tests)
+    plan["judge"] = {k: tests[k] for k in _JUDGE_KEYS if k in tests}
+    if plan["judge"]:
+        Judge(**plan["judge"])  # validate now, with the key's name in the message
+    plan["checker"] = tests.get("checker")
+    if plan["checker"] is not None and not callable(plan["checker"]):
+        raise ValueError('"checker" must be a callable checker(input, output, expected) -> bool')
+    return plan
+
+
+def _plan_format(tests: dict) -> dict:
+    """The part of the plan that depends on the test format."""
     if "stdin_stdout" in tests:
         cases = tests["stdin_stdout"]
         if not cases or not all(isinstance(c, dict) and {"input", "output"} <= set(c) for c in cases):
@@ -149,7 +221,10 @@ def _plan(tests: dict) -> dict:
         ):
             raise ValueError('call-based tests need non-empty "inputs" and "outputs" lists of equal length')
         args = [_harness_io.encode(a if isinstance(a, list) else [a]) for a in inputs]
-        return {"mode": "call", "fn_name": str(tests["fn_name"]), "inputs": args, "expected": outputs}
+        return {
+            "mode": "call", "fn_name": str(tests["fn_name"]), "inputs": args, "expected": outputs,
+            "args": [a if isinstance(a, list) else [a] for a in inputs],
+        }
     if "test" in tests or "asserts" in tests:
         secret = {k: tests[k] for k in ("test", "entry_point", "prompt", "setup") if k in tests}
         if "asserts" in tests:
@@ -160,7 +235,8 @@ def _plan(tests: dict) -> dict:
         elif not tests.get("entry_point"):
             raise ValueError('HumanEval-style tests need "entry_point" next to "test"')
         n = len(secret.get("asserts", [None]))
-        return {"mode": "assert", "setup": str(tests.get("setup", "")), "secret": secret, "n": n}
+        entry = tests.get("entry_point")
+        return {"mode": "assert", "setup": str(tests.get("setup", "")), "secret": secret, "n": n, "entry": entry}
     raise ValueError('tests need one of "stdin_stdout", "fn_name" (+inputs/outputs), "test" or "asserts"')
 
 
@@ -172,7 +248,7 @@ def _as_text(value) -> str:
 
 # ---------------------------------------------------------------- one run
 def _verify_planned(completion: str, plan: dict, o: Options) -> Verdict:
-    code = extract_code(completion)
+    code = extract_code(completion, plan.get("fn_name") or plan.get("entry"))
     if code is None:
         return Verdict(0.0, "no_answer", None, "no program found in the completion")
     nonce = secrets.token_hex(16)
@@ -203,10 +279,14 @@ def _verify_planned(completion: str, plan: dict, o: Options) -> Verdict:
         control=control,
         report_bytes=o.limits.output_bytes * 6 * n_tests + (1 << 20),
     )
-    return _judge(result, plan, nonce, n_tests, o.scoring, code)
+    return _judge(result, plan, nonce, n_tests, o, code)
 
 
-def _judge(result, plan, nonce, n_tests, scoring, code) -> Verdict:
+class _CheckerBroken(Exception):
+    """The caller's checker raised or returned a non-bool: the verdict is `error`, never a zero reward."""
+
+
+def _judge(result, plan, nonce, n_tests, o: Options, code) -> Verdict:
     try:
         frames = _harness_io.unpack_frames(result.report)
     except ValueError:
@@ -228,9 +308,14 @@ def _judge(result, plan, nonce, n_tests, scoring, code) -> Verdict:
     results = final.get("results")
     if not isinstance(results, list) or len(results) != n_tests:
         return Verdict(0.0, "ok", code, "0 passed: malformed report")
-    outcomes = [_outcome(plan, i, r) for i, r in enumerate(results)]
+    judge = Judge(**{**_judge_settings(o.judge), **plan["judge"]})
+    checker = plan["checker"] or o.checker
+    try:
+        outcomes = [_outcome(plan, i, r, judge, checker) for i, r in enumerate(results)]
+    except _CheckerBroken as exc:
+        return Verdict(0.0, "error", code, f"the checker failed: {exc}"[:1000])
     passed = sum(ok for ok, _ in outcomes)
-    score = passed / n_tests if scoring == "fraction" else float(passed == n_tests)
+    score = passed / n_tests if o.scoring == "fraction" else float(passed == n_tests)
     detail = f"{passed}/{n_tests} tests passed"
     failures = [(i, why) for i, (ok, why) in enumerate(outcomes) if not ok]
     if failures:
@@ -238,7 +323,21 @@ def _judge(result, plan, nonce, n_tests, scoring, code) -> Verdict:
     return Verdict(score, "ok", code, detail[:1000])
 
 
-def _outcome(plan: dict, i: int, r) -> tuple[bool, str]:
+def _judge_settings(judge: Judge) -> dict:
+    return {"compare": judge.compare, "case_insensitive": judge.case_insensitive, "float_tol": judge.float_tol}
+
+
+def _check(checker, args, output, expected) -> bool:
+    try:
+        ok = checker(args, output, expected)
+    except Exception as exc:  # noqa: BLE001 - reported as the verdict's error, not swallowed
+        raise _CheckerBroken(f"{type(exc).__name__}: {exc}") from None
+    if type(ok) is not bool:
+        raise _CheckerBroken(f"returned {type(ok).__name__}, not bool")
+    return ok
+
+
+def _outcome(plan: dict, i: int, r, judge: Judge, checker) -> tuple[bool, str]:
     if not isinstance(r, dict):
         return False, "malformed result"
     if plan["mode"] == "stdio":
@@ -246,7 +345,11 @@ def _outcome(plan: dict, i: int, r) -> tuple[bool, str]:
             return False, str(r.get("status"))
         if r.get("exit") != 0:
             return False, f"exit status {r.get('exit')}: {_last_line(r.get('stderr'))}"
-        if not stdout_matches(str(r.get("stdout", "")), plan["expected"][i]):
+        stdout = str(r.get("stdout", ""))
+        if checker is not None:
+            ok = _check(checker, plan["inputs"][i], stdout, plan["expected"][i])
+            return ok, "" if ok else f"the checker rejected output {_preview(stdout)}"
+        if not judge.matches(stdout, plan["expected"][i]):
             return (
                 False,
                 f"wrong output {_preview(r.get('stdout'))}, expected {_preview(plan['expected'][i])}",
@@ -259,22 +362,19 @@ def _outcome(plan: dict, i: int, r) -> tuple[bool, str]:
             value = _harness_io.decode(r["value"])
         except (ValueError, TypeError, RecursionError):
             return False, "malformed return value"
+        if checker is not None:
+            ok = _check(checker, plan["args"][i], value, plan["expected"][i])
+            return ok, "" if ok else f"the checker rejected {_preview(repr(value))}"
         if values_match(value, plan["expected"][i]):
             return True, ""
         return False, f"returned {_preview(repr(value))}, expected {_preview(repr(plan['expected'][i]))}"
     return bool(r.get("passed") is True), str(r.get("reason", ""))[:300]
 
 
-def stdout_matches(actual: str, expected: str) -> bool:
-    """Same lines after stripping trailing whitespace from each line and trailing blank lines from the end."""
-    return _lines(actual) == _lines(expected)
-
-
-def _lines(text: str) -> list[str]:
-    lines = [line.rstrip() for line in text.splitlines()]
-    while lines and not lines[-1]:
-        lines.pop()
-    return lines
+def stdout_matches(actual: str, expected: str, **judge) -> bool:
+    """The stdout judge (`compare=`, `case_insensitive=`, `float_tol=`; default: same lines after stripping
+    trailing whitespace from each line and trailing blank lines from the end)."""
+    return Judge(**judge).matches(actual, expected)
 
 
 def values_match(actual, expected) -> bool:
@@ -311,3 +411,45 @@ def _preview(value, n: int = 80) -> str:
 def _last_line(text) -> str:
     lines = str(text or "").strip().splitlines()
     return lines[-1][:200] if lines else ""
+
+
+# ---------------------------------------------------------------- data set loaders
+def humaneval_tests(row: dict) -> dict:
+    """The tests dict of a HumanEval (or HumanEval+) row, always with its `prompt`, so that helpers the tests
+    call (e.g. `poly` in HumanEval/32) are the data set's in the checker, never the candidate's own."""
+    missing = [k for k in ("prompt", "test", "entry_point") if not isinstance(row.get(k), str) or not row[k]]
+    if missing:
+        raise ValueError(f"HumanEval row {row.get('task_id', '?')!r} lacks {missing}: a row needs prompt, test "
+                         "and entry_point")
+    return {"test": row["test"], "entry_point": row["entry_point"], "prompt": row["prompt"]}
+
+
+def mbpp_tests(row: dict) -> dict:
+    """The tests dict of an MBPP row (original: `test_list`, `test_setup_code`; sanitized: `test_list`,
+    `test_imports`): the setup and imports run before both the candidate's code and the asserts. The entry
+    point (the function the asserts call) is read off the asserts, for choosing among code blocks."""
+    asserts = row.get("test_list")
+    if not isinstance(asserts, list) or not asserts or not all(isinstance(a, str) for a in asserts):
+        raise ValueError(f"MBPP row {row.get('task_id', '?')!r} needs a non-empty list of strings in test_list")
+    imports = row.get("test_imports") or []
+    if not isinstance(imports, list) or not all(isinstance(i, str) for i in imports):
+        raise ValueError(f"MBPP row {row.get('task_id', '?')!r}: test_imports must be a list of strings")
+    setup = "\n".join([str(row.get("test_setup_code") or ""), *imports]).strip()
+    tests = {"asserts": list(asserts), "setup": setup}
+    entry = _called_function(asserts)
+    if entry:
+        tests["entry_point"] = entry
+    return tests
+
+
+def _called_function(asserts: list[str]) -> str | None:
+    """The non-builtin function the asserts call most often (`remove_Occ` in `assert remove_Occ(...) == ...`)."""
+    import builtins
+
+    calls = Counter(
+        name
+        for a in asserts
+        for name in re.findall(r"(?<![\w.])([A-Za-z_]\w*)\s*\(", a)
+        if not hasattr(builtins, name)
+    )
+    return calls.most_common(1)[0][0] if calls else None
