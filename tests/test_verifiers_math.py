@@ -96,6 +96,30 @@ def test_policy_3_several_boxes(completion, score):
         assert "different boxed answers" in v.detail
 
 
+# 3. (cont.) boxes="each_part": several boxes are the parts of one answer, joined in order as a list.
+@pytest.mark.parametrize(
+    "completion, reference, score",
+    [
+        (r"(a) \boxed{3} (b) \boxed{5}", "3, 5", 1.0),
+        (r"(a) \boxed{5} (b) \boxed{3}", "3, 5", 1.0),  # a comma list is unordered (line 14)
+        (r"(a) \boxed{3} (b) \boxed{5}", "(3, 5)", 0.0),  # ... and not a tuple
+        (r"(a) \boxed{3} (b) \boxed{6}", "3, 5", 0.0),
+        (r"(a) \boxed{3}", "3, 5", 0.0),
+        (r"(a) \boxed{3} (b) \boxed{3}", "3, 3", 1.0),
+        (r"\boxed{5}. Again: \boxed{5}", "5", 0.0),  # each box is a part: two parts for one value
+        (r"Only one: \boxed{5}", "5", 1.0),
+    ],
+)
+def test_policy_3_each_part_option(completion, reference, score):
+    assert_grade(verify(completion, reference, boxes="each_part"), score)
+
+
+def test_policy_3_boxes_option_default_and_validation():
+    assert_grade(verify(r"(a) \boxed{3} (b) \boxed{5}", "3, 5"), 0.0)  # default "one": a hedge
+    with pytest.raises(ValueError, match="boxes="):
+        verify(r"\boxed{1}", "1", boxes="all")
+
+
 # 3. (cont.) Hedging inside one box: text between two values, or a chain of different values, is wrong
 #    (math-verify alone would read only one of the values).
 @pytest.mark.parametrize(
@@ -169,6 +193,23 @@ def test_policy_5_identical_text(answer, reference):
         (r"\sqrt{25}", "5", 0.0),
         ("5!", "120", 0.0),
         ("56089", "56088", 0.0),
+        # the last side is what must be a written number; a label in front of it is fine
+        ("AB = 5", "5", 1.0),
+        ("f(2) = 5", "5", 1.0),
+        ("m+n = 5", "5", 1.0),
+        (r"m + n = 2 + 3 = 5", "5", 1.0),
+        (r"\angle A = 30^\circ", "30", 1.0),
+        (r"m\angle ABC = 30^{\circ}", "30", 1.0),
+        (r"\overline{AB} = 7", "7", 1.0),
+        (r"a_{10} = 55", "55", 1.0),
+        (r"123 \times 456 = 56088", "56088", 1.0),
+        (r"56088 = 123 \times 456", "56088", 0.0),
+        (r"AB = 2^{10}", "1024", 0.0),
+        (r"m+n = 123\times456", "56088", 0.0),
+        ("AB = 6", "5", 0.0),
+        ("1,\\! 000", "1000", 1.0),  # `,\!` with a space after it is still a thousands separator
+        ("1,\\!000,\\! 000", "1000000", 1.0),
+        ("1,\\! 001", "1000", 0.0),
     ],
 )
 def test_policy_6_integer_reference_needs_a_number(answer, reference, score):
@@ -320,6 +361,17 @@ def test_policy_10_percentages(answer, reference, score):
         ("(B)", "B", 1.0),
         (r"\text{(B)}", "B", 1.0),
         ("C", "B", 0.0),
+        ("€5", "5", 1.0),
+        ("5€", "5", 1.0),
+        ("£12.50", "12.5", 1.0),
+        ("¥300", "300", 1.0),
+        (r"\pounds 7", "7", 1.0),
+        ("€6", "5", 0.0),
+        (r"\textbf{5 cm}", "5", 1.0),
+        (r"5 \textbf{ cm}", "5", 1.0),
+        (r"5 \textit{cm}", "5", 1.0),
+        (r"\textit{12 apples}", "12", 1.0),
+        (r"6 \textbf{ cm}", "5", 0.0),
     ],
 )
 def test_policy_11_units_and_text(answer, reference, score):
@@ -347,6 +399,64 @@ def test_policy_11_units_and_text(answer, reference, score):
     ],
 )
 def test_policy_12_equations(answer, reference, score):
+    assert_grade(boxed(answer, reference), score)
+
+
+# 12. (cont.) An equation reference whose left side is not a single name needs an equal equation; an
+#     assignment (symbol, subscripted name, applied function) accepts its value.
+@pytest.mark.parametrize(
+    "answer, reference, score",
+    [
+        ("6", "x+y+z=6", 0.0),
+        ("x=6", "x+y+z=6", 0.0),
+        ("x+y=6", "x+y+z=6", 0.0),
+        ("z+y+x=6", "x+y+z=6", 1.0),
+        ("2x+2y+2z=12", "x+y+z=6", 1.0),
+        ("4", "xy=4", 0.0),
+        ("y=4", "xy=4", 0.0),
+        ("yx=4", "xy=4", 1.0),
+        ("3", "2x=x+3", 0.0),
+        ("x+3", "2x=x+3", 0.0),
+        ("x=3", "2x=x+3", 1.0),
+        ("y=3", "2x=x+3", 0.0),
+        ("3", "x=2x-3", 0.0),  # the name on the left is also on the right: an equation in x
+        ("2x-3", "x=2x-3", 0.0),
+        ("x=3", "x=2x-3", 1.0),
+        ("1", "x^2+y^2=1", 0.0),
+        ("6, 4", "x+y+z=6, xy=4", 0.0),  # inside lists too
+        ("5", "f(2)=5", 1.0),
+        ("6", "f(2)=5", 0.0),
+        (r"\frac12", "a_{1} = \\frac12", 1.0),
+        ("x^2", "f(x) = x^2", 1.0),
+        (r"\frac{1}{2}", r"\alpha = \frac12", 1.0),
+        ("g(x) = x^2", "f(x) = x^2", 0.0),
+        ("2x=10", "x=5", 0.0),  # the reference gives x's value; restating an equation does not
+        ("m+n=5", "x=5", 0.0),
+        ("F(x) = 2x", "f(x) = 2x", 1.0),  # names compare case-insensitively, like letters elsewhere
+    ],
+)
+def test_policy_12_equation_references(answer, reference, score):
+    assert_grade(boxed(answer, reference), score)
+
+
+# 12. (cont.) An answer equation counts as a value only when its left side is a label (names only).
+@pytest.mark.parametrize(
+    "answer, reference, score",
+    [
+        (r"x+y = \frac12", r"\frac12", 1.0),
+        (r"xy = \frac12", r"\frac12", 1.0),
+        (r"2x = \frac12", r"\frac12", 0.0),
+        (r"x+1 = \frac12", r"\frac12", 0.0),
+        ("x^2 = 4", "4", 0.0),
+        ("2x+1 = x+4", "3", 0.0),
+        ("x = 2x - 3", "3", 0.0),
+        ("y = 2x+3", "2x+3", 1.0),
+        ("2x+3 = y", "2x+3", 0.0),
+        ("x+y+z=6, xy=4", "6, 4", 1.0),
+        ("2x=6, 4", "3, 4", 0.0),
+    ],
+)
+def test_policy_12_answer_equations_against_values(answer, reference, score):
     assert_grade(boxed(answer, reference), score)
 
 
@@ -391,6 +501,12 @@ def test_policy_13_intervals_vs_inequalities(answer, reference, score):
         ("(1,2)", r"\{1,2\}", 0.0),
         ("(2,1)", r"\{1,2\}", 0.0),
         (r"\{\frac{1}{2006!}, 1\}", r"\{\frac{1}{2004!}, 1\}", 0.0),
+        (r"19, 46, \text{ and } 82", "19, 46, 82", 1.0),  # an Oxford comma before "and"
+        (r"19, 46, \text{and } 82", "82, 46, 19", 1.0),
+        (r"19, 46 \text{, and } 82", "19, 46, 82", 1.0),
+        (r"19, 46, \text{ or } 82", "19, 46, 82", 1.0),
+        (r"19, 46, \text{ and } 83", "19, 46, 82", 0.0),
+        (r"19, \text{ and } 46", "19, 46, 82", 0.0),
     ],
 )
 def test_policy_14_sets_and_tuples(answer, reference, score):
@@ -437,6 +553,13 @@ def test_policy_15_matrices(answer, reference, score):
         (r"a^2+b^2", "(a-b)(a+b)", 0.0),
         ("(x+1)^{3000}", "(x+1)^{2999}(x+2)", 0.0),
         (r"\frac{(x+1)^{3000}}{(x+1)^{2999}}", "x+1", 1.0),
+        # symbols under roots are positive, as competition problems assume
+        (r"\frac{1}{\sqrt{n}}", r"\sqrt{\frac{1}{n}}", 1.0),
+        (r"1/\sqrt{n}", r"\sqrt{1/n}", 1.0),
+        (r"\frac{\sqrt{ab}}{b}", r"\sqrt{\frac{a}{b}}", 1.0),
+        (r"\frac{2}{\sqrt{n}}", r"\sqrt{\frac{1}{n}}", 0.0),
+        (r"\frac{1}{\sqrt{n+1}}", r"\sqrt{\frac{1}{n}}", 0.0),
+        ("x", "|x|", 0.0),
     ],
 )
 def test_policy_16_symbolic(answer, reference, score):
