@@ -1,5 +1,9 @@
 """Verifier throughput on this machine: `python benchmarks/verifiers.py [--only math|code]`.
 
+Old vs new: `python benchmarks/verifiers.py --ab OLD_TREE [--rounds N]` runs each section alternately with the
+`verifiers` package of OLD_TREE (e.g. `git worktree add ../wt-old <commit>`) and of this checkout, and prints
+the medians and the ratio new / old of every metric.
+
 Each section is one function registered in SECTIONS; it prints its own table and returns a dict of numbers.
 """
 
@@ -237,10 +241,62 @@ def bench_code() -> dict:
 SECTIONS["code"] = bench_code
 
 
+# --- old vs new, side by side -------------------------------------------------------------------------------
+
+
+def _run_section(section: str, tree: str) -> dict:
+    """One section in a fresh interpreter whose `verifiers` package comes from `tree` (a checkout's root)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(tree)}
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--only", section], env=env, check=True, capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(out[out.index("\n{") + 1 :])[section]
+
+
+def _ab_metrics(section: str, result: dict) -> dict:
+    keys = ("verdicts_per_s", "p99_ms") if section == "math" else ("programs_per_s", "p50_ms")
+    return {f"{name}: {k}": row[k] for name, row in result.items() if isinstance(row, dict) for k in keys if k in row}
+
+
+def compare_trees(old: str, new: str, sections: list[str], rounds: int) -> dict:
+    """Run each section on the old and the new tree, alternating (old, new, old, new, ...) so that load on a
+    shared machine hits both alike; report the median of each metric and the ratio new / old."""
+    import statistics
+
+    samples: dict = {}
+    for section in sections:
+        for _ in range(rounds):
+            for label, tree in (("old", old), ("new", new)):
+                for metric, value in _ab_metrics(section, _run_section(section, tree)).items():
+                    samples.setdefault(f"{section}: {metric}", {"old": [], "new": []})[label].append(value)
+    table = {}
+    print(f"{'metric':<62}{'old':>10}{'new':>10}{'new/old':>9}")
+    for metric, values in samples.items():
+        o, n = statistics.median(values["old"]), statistics.median(values["new"])
+        table[metric] = {"old": o, "new": n, "ratio": round(n / o, 3) if o else None, "samples": values}
+        print(f"{metric:<62}{o:>10}{n:>10}{table[metric]['ratio']:>9}")
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", choices=sorted(SECTIONS), help="run one section only")
+    parser.add_argument("--ab", metavar="OLD_TREE", help="compare with the verifiers of another checkout "
+                        "(e.g. a `git worktree` of the commit before a change), alternating runs")
+    parser.add_argument("--rounds", type=int, default=2, help="with --ab: runs of each tree per section")
     args = parser.parse_args()
+    if args.ab:
+        import os
+
+        new = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        sections = [args.only] if args.only else sorted(SECTIONS)
+        print(json.dumps(compare_trees(args.ab, new, sections, args.rounds), indent=2))
+        return
     results = {name: fn() for name, fn in SECTIONS.items() if args.only in (None, name)}
     print(json.dumps(results, indent=2))
 
