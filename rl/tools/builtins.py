@@ -154,18 +154,18 @@ def run_python(code: str, limits: Limits = PYTHON_LIMITS) -> tuple[str, bool, bo
     out = result.stdout.decode("utf-8", errors="replace")
     err = result.stderr.decode("utf-8", errors="replace")
     if result.timed_out:
-        text, failed = out + f"\nError: the program was killed at its {limits.wall_seconds:g} s time limit", True
+        why, failed = f"Error: the program was killed at its {limits.wall_seconds:g} s time limit", True
     elif result.truncated:
-        text, failed = out + f"\nError: the program was killed for printing more than {limits.output_bytes} bytes", True
+        why, failed = f"Error: the program was killed for printing more than {limits.output_bytes} bytes", True
     elif result.returncode != 0:
-        why = err or f"Error: the program exited with status {result.returncode}"
+        why, failed = err or f"Error: the program exited with status {result.returncode}", True
         if result.returncode in (128 + 9, 128 + 24, -9, -24):
-            why += f"\nError: killed at a resource limit (CPU {limits.cpu_seconds} s, memory " \
-                   f"{limits.memory_bytes >> 20} MiB, {limits.nproc} processes)"
-        text, failed = out + why, True
+            why += (f"\nError: killed at a resource limit (CPU {limits.cpu_seconds} s, memory "
+                    f"{limits.memory_bytes >> 20} MiB, {limits.nproc} processes)")
     else:
-        text, failed = out + err, False
-    return _shorten(text.strip("\n") or NO_OUTPUT), failed, result.timed_out
+        why, failed = err, False
+    text = "\n".join(part.rstrip("\n") for part in (out, why) if part.strip())
+    return _shorten(text or NO_OUTPUT), failed, result.timed_out
 
 
 def python_limits(timeout_s: float) -> Limits:
