@@ -399,8 +399,42 @@ def test_a_hanging_tool_is_killed_with_its_children_and_the_next_call_works(runn
     assert one(runner, "multiply", a=3, b=5).content == "15"
 
 
+def test_a_worker_that_cannot_import_its_tools_answers_an_error(tmp_path: Path) -> None:
+    (tmp_path / "gone.py").write_text(TOOLS_PY)
+    [multiply] = load_tools([f"{tmp_path}/gone.py:multiply"])
+    (tmp_path / "gone.py").unlink()  # the worker imports the spec itself, and fails
+    with ToolRunner([multiply], timeout_s=4.0, max_workers=1) as r:
+        result = one(r, "multiply", a=1, b=2)
+    assert result.error and "could not load the tools" in result.content and "not found" in result.content
+
+
+def test_a_hung_worker_ends_when_its_parent_dies(tool_dir: Path, tmp_path: Path) -> None:
+    """A worker stuck in a tool whose driver died (no close, no kill) does not outlive it."""
+    import subprocess
+    import sys
+
+    pid_file = tmp_path / "pids"
+    driver = (f"from rl.tools import ToolCall, ToolRunner, load_tools\n"
+              f"fs = load_tools([{str(tool_dir / 'my_tools.py') + ':hang'!r}])\n"
+              f"ToolRunner(fs, timeout_s=600).run([(ToolCall('hang', {{'pid_file': {str(pid_file)!r}}}), None)])\n")
+    proc = subprocess.Popen([sys.executable, "-c", driver])
+    try:
+        deadline = time.monotonic() + 120
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        worker_pid, _ = map(int, pid_file.read_text().split())
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while alive(worker_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(worker_pid)
+
+
 def test_a_batch_runs_concurrently(runner: ToolRunner) -> None:
-    warm = runner.run([(ToolCall("nap", {"seconds": 0}), None)] * 4)  # every worker started
+    # every worker started (each call holds its worker a while, so the four calls take four distinct workers)
+    warm = runner.run([(ToolCall("nap", {"seconds": 1.0}), None)] * 4)
     assert not any(r.error for r in warm)
     results = runner.run([(ToolCall("nap", {"seconds": 1.5}), None)] * 4)
     intervals = [json.loads(r.content) for r in results]

@@ -120,8 +120,8 @@ class ToolRunner:
         self.close()
 
     def _run_one(self, call: ToolCall, env: Any) -> ToolResult:
-        if call.error is not None:
-            return error_response(f"invalid tool call: {call.error}")
+        if call.error is not None or call.arguments is None:
+            return error_response(f"invalid tool call: {call.error or 'no arguments'}")
         methods = {m.__name__: m for m in environment_tools(env)} if env is not None else {}
         func = methods.get(call.name) or self.functions.get(call.name)
         if func is None:

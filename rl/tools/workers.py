@@ -17,6 +17,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -127,9 +129,18 @@ class WorkerPool:
             self._free.put(None)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A worker busy in a hung tool never reads the closed socket: it ends itself once its parent is gone."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
 def serve(fd: int) -> None:
     """The worker's side: import the tools, then answer calls until the parent closes the socket."""
     conn = Connection(fd)
+    parent = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     specs, path = conn.recv()
     sys.path[:] = path
     from rl.tools.loading import import_object
