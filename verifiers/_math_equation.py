@@ -107,6 +107,8 @@ def _split_label(lhs: str) -> list[re.Match] | None:
 def split_equation(s: str) -> Equation | None:
     """The equation `s` states, or None when it is no single equation (a value, a list, a numeric chain, or a
     chain with a symbolic middle side such as `x = 5 and y = 6`)."""
+    if "=" not in s:
+        return None  # most answers: no scan at all
     sides = _top_level(s, "=")
     if sides is None or len(sides) < 2 or not all(sides):
         return None
