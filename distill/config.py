@@ -91,6 +91,8 @@ NOT_IMPLEMENTED: dict[str, str] = {
     "algorithm.dynamic_sampling_rounds": "it belongs to algorithm.dynamic_sampling, which distillation does not do",
     "algorithm.mask_truncated": "the teacher's per-token signal is as valid on a cut completion as on a finished one",
     "algorithm.kl_mode": "the KL to the start model can only be a loss term here (kl_mode: loss)",
+    "rollout.tools": "the teacher would have to score tool turns it never saw; multi-turn tool use is GRPO's (rl.grpo)",
+    "rollout.environment": "as rollout.tools: environments are GRPO's (rl.grpo)",
 }
 """`RunConfig` keys that `distill.onpolicy` does not implement → why; setting one to other than its default is an
 error naming it (rather than a key silently ignored)."""
@@ -120,7 +122,7 @@ class OnPolicyConfig(RunConfig):
         for key, why in NOT_IMPLEMENTED.items():
             section, name = key.split(".")
             owner = getattr(self, section)
-            value, default = getattr(owner, name), type(owner).model_fields[name].default
+            value, default = getattr(owner, name), type(owner).model_fields[name].get_default(call_default_factory=True)
             if value != default:
                 raise ValueError(f"{key}={value!r} is not implemented by distill.onpolicy ({why}); remove it "
                                  f"(default {default!r})")

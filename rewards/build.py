@@ -23,10 +23,12 @@ def _check_every_row_has(spec, row_sets: list[list[dict]]) -> None:
                                  f"{missing} lacks (other rows have it)")
 
 
-def from_config(entries: list[RewardConfig], row_sets: list[list[dict]]) -> WeightedRewards:
-    """The weighted sum of the configured rewards (none: an empty sum). Each entry's dataset columns are checked
-    against every non-empty row set it will score (training and held-out rows). ValueError naming `rewards.<i>`
-    (or `rewards` for a clash between entries) before anything loads."""
+def from_config(entries: list[RewardConfig], row_sets: list[list[dict]],
+                extra: list[RewardSpec] | None = None) -> WeightedRewards:
+    """The weighted sum of the configured rewards (none: an empty sum) and the driver's `extra` ones (an
+    environment's `get_reward`). Each entry's dataset columns are checked against every non-empty row set it will
+    score (training and held-out rows). ValueError naming `rewards.<i>` (or `rewards` for a clash between entries)
+    before anything loads."""
     available = [(set().union(*rows) - {"prompt"}) | DRIVER_COLUMNS for rows in row_sets if rows]
     specs = []
     for i, r in enumerate(entries):
@@ -41,7 +43,7 @@ def from_config(entries: list[RewardConfig], row_sets: list[list[dict]]) -> Weig
             raise ValueError(f"rewards.{i}: {e}") from None
         specs.append(spec)
     try:
-        return WeightedRewards(specs)
+        return WeightedRewards(specs + list(extra or []))
     except ValueError as e:
         raise ValueError(f"rewards: {e}") from None
 

@@ -18,8 +18,10 @@ from typing import Any, Literal
 RewardFn = Callable[..., Any]
 OnError = Literal["raise", "skip"]
 
-DRIVER_COLUMNS = frozenset({"completion_ids", "step", "rendered_prompt", "max_completion_tokens"})
-"""Keyword arguments the drivers add to the dataset columns on every call."""
+DRIVER_COLUMNS = frozenset({"completion_ids", "step", "rendered_prompt", "max_completion_tokens", "tool_calls",
+                            "tool_errors", "environments"})
+"""Keyword arguments the drivers add to the dataset columns on every call (the last three in runs with tools:
+tool calls and error responses per trajectory, and each trajectory's environment instance)."""
 
 
 @dataclass(frozen=True)

@@ -77,19 +77,23 @@ class WeightedRewards:
         return scores.totals, scores.metrics
 
     def score_rows(self, rows: list[dict], completion_ids: list[list[int]], tokenizer: Any, *,
-                   rendered_prompts: list[str], step: int, max_completion_tokens: int) -> Scores:
+                   rendered_prompts: list[str], step: int, max_completion_tokens: int,
+                   completions: list | None = None, columns: dict[str, list] | None = None) -> Scores:
         """Score completion k (token ids, decoded here) of dataset row `rows[k]` as the contract says: prompts are
         the rows' `prompt`s, completions are TRL-shaped (a chat prompt gets a one-message assistant list, a string
-        prompt a string), columns are every dataset column (None where a row lacks it) plus `completion_ids`,
-        `step`, `rendered_prompt` (the prompt after the chat template) and `max_completion_tokens`."""
+        prompt a string; `completions` given: those, e.g. a tool-calling trajectory's messages), columns are every
+        dataset column (None where a row lacks it) plus `completion_ids`, `step`, `rendered_prompt` (the prompt
+        after the chat template), `max_completion_tokens` and the driver's `columns` (`tool_calls`, ...)."""
         texts = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
         prompts = [r["prompt"] for r in rows]
-        completions = [[{"role": "assistant", "content": t}] if isinstance(p, list) else t
-                       for p, t in zip(prompts, texts)]
+        if completions is None:
+            completions = [[{"role": "assistant", "content": t}] if isinstance(p, list) else t
+                           for p, t in zip(prompts, texts)]
         names = dict.fromkeys(k for r in rows for k in r if k != "prompt")
-        columns: dict[str, Any] = {k: [r.get(k) for r in rows] for k in names}
-        columns.update(completion_ids=completion_ids, step=step, rendered_prompt=rendered_prompts,
-                       max_completion_tokens=max_completion_tokens)
+        row_columns: dict[str, Any] = {k: [r.get(k) for r in rows] for k in names}
+        row_columns.update(completion_ids=completion_ids, step=step, rendered_prompt=rendered_prompts,
+                           max_completion_tokens=max_completion_tokens, **(columns or {}))
+        columns = row_columns
         return replace(self.score(prompts, completions, columns), texts=texts)
 
     def score(self, prompts: list, completions: list, columns: dict[str, Any]) -> Scores:

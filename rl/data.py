@@ -93,12 +93,14 @@ def _check_row(row: dict, source: str, i: int) -> None:
         raise DataError(f"{source}: row {i}: `prompt` must be a string or a list of {{role, content}} messages")
 
 
-def render_prompt(prompt: str | list[dict], tokenizer: Any, system_prompt: str | None = None) -> str:
+def render_prompt(prompt: str | list[dict], tokenizer: Any, system_prompt: str | None = None,
+                  tools: list[dict] | None = None) -> str:
     """Text the model continues: chat messages go through the tokenizer's chat template with the generation
-    prompt; a plain string is used as is (TRL's "standard" format)."""
-    if isinstance(prompt, str):
+    prompt (and the `tools` schemas, if any); a plain string is used as is (TRL's "standard" format), unless there
+    are tools: they need the chat template, so the string becomes a user turn."""
+    if isinstance(prompt, str) and not tools:
         return prompt
-    return tokenizer.apply_chat_template(prompt_messages(prompt, system_prompt), tokenize=False,
+    return tokenizer.apply_chat_template(prompt_messages(prompt, system_prompt), tools=tools or None, tokenize=False,
                                          add_generation_prompt=True)
 
 
@@ -115,15 +117,24 @@ def prompt_messages(prompt: str | list[dict], system_prompt: str | None = None, 
     return messages
 
 
+def with_observation(prompt: str | list[dict], observation: str) -> list[dict]:
+    """A row's prompt with an environment's `reset` observation appended to its last user message (as TRL's
+    `environment_factory` does), as chat messages (copies)."""
+    messages = prompt_messages(prompt)
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=len(messages) - 1)
+    messages[last_user] = {**messages[last_user], "content": messages[last_user]["content"] + observation}
+    return messages
+
+
 def render_prompts(rows: list[dict], tokenizer: Any, *, system_prompt: str | None, think_mode: str,
-                   think_prob: float, seed: int) -> tuple[list[str], list[str]]:
+                   think_prob: float, seed: int, tools: list[dict] | None = None) -> tuple[list[str], list[str]]:
     """Every row's prompt text, and its chat mode (`off`, `think` or `no_think`).
 
     think_mode `off`: the tokenizer's own template (`render_prompt`). Otherwise Qwen3's modes via `rl.chat.render`:
     `think` lets each row's flags decide (thinking by default), `no_think` pre-fills the empty think block, `mixed`
     draws `think` with probability `think_prob` per row (seeded, so a resumed run renders the same)."""
     if think_mode == "off":
-        return [render_prompt(r["prompt"], tokenizer, system_prompt) for r in rows], ["off"] * len(rows)
+        return [render_prompt(r["prompt"], tokenizer, system_prompt, tools) for r in rows], ["off"] * len(rows)
     from rl.chat import render, thinking_enabled
 
     texts, modes = [], []
@@ -132,7 +143,7 @@ def render_prompts(rows: list[dict], tokenizer: Any, *, system_prompt: str | Non
         mode = think_mode if think_mode != "mixed" else (
             "think" if random.Random(seed * 1_000_003 + i).random() < think_prob else "no_think")
         enable = None if mode == "think" else False
-        texts.append(render(messages, tokenizer, enable_thinking=enable))
+        texts.append(render(messages, tokenizer, enable_thinking=enable, **({"tools": tools} if tools else {})))
         modes.append("think" if thinking_enabled(messages, enable) else "no_think")
     return texts, modes
 
@@ -157,11 +168,13 @@ class PromptSet:
     modes: list[str]
 
 
-def encode_prompts(rows: list[dict], tokenizer: Any, data: Any, *, seed: int, source: str) -> PromptSet:
-    """Render (chat template / Qwen3 modes, `render_prompts`) and tokenize every row's prompt, as the training
-    data section `data` (`rl.config.DataConfig`) says; a too-long prompt is a DataError naming `source` and row."""
+def encode_prompts(rows: list[dict], tokenizer: Any, data: Any, *, seed: int, source: str,
+                   tools: list[dict] | None = None) -> PromptSet:
+    """Render (chat template / Qwen3 modes, `render_prompts`, with the `tools` schemas) and tokenize every row's
+    prompt, as the training data section `data` (`rl.config.DataConfig`) says; a too-long prompt is a DataError
+    naming `source` and row."""
     texts, modes = render_prompts(rows, tokenizer, system_prompt=data.system_prompt, think_mode=data.think_mode,
-                                  think_prob=data.think_prob, seed=seed)
+                                  think_prob=data.think_prob, seed=seed, tools=tools)
     return PromptSet(rows, texts, tokenize_prompts(tokenizer, texts, data.max_prompt_tokens, source), modes)
 
 

@@ -122,7 +122,8 @@ def collect(session: Session, step: int) -> Rollout:
         prompts = session.stream.take(missing if not sampled_groups else min(-(-missing // rate), 4 * missing))
         rows_idx = [i for i in prompts for _ in range(n)]
         t0 = time.perf_counter()
-        completions = session.sample([session.train_set.ids[i] for i in prompts], spec)
+        completions = session.sample([session.train_set.ids[i] for i in prompts], spec,
+                                     [session.train_set.rows[i] for i in prompts])
         t1 = time.perf_counter()
         scores = session.score(session.train_set, rows_idx, completions, step)
         rewards, metrics = scores.totals, scores.metrics
@@ -163,7 +164,10 @@ def make_batch(session: Session, rollout: Rollout) -> tuple[Any, dict[str, float
     if algo.mask_truncated or any(unscored):  # overlong masking; an unscored completion carries no loss either
         masks = [[0] * len(m) if (algo.mask_truncated and c.finish_reason == "length") or missing else m
                  for c, m, missing in zip(comps, masks, unscored)]
-    batch = TrainBatch([session.train_set.ids[rollout.rows_idx[k]] for k in kept], [c.token_ids for c in comps],
+    # a trajectory whose environment changed its prompt (`reset`) carries its own prompt ids
+    prompt_ids = [getattr(c, "prompt_ids", None) or session.train_set.ids[rollout.rows_idx[k]]
+                  for k, c in zip(kept, comps)]
+    batch = TrainBatch(prompt_ids, [c.token_ids for c in comps],
                        [c.logprobs for c in comps], [0.0] * len(kept), loss_masks=masks, group_size=cfg.rollout.n)
     rewards = torch_tensor([rollout.rewards[k] for k in kept])
     metrics: dict[str, float] = {}
@@ -216,11 +220,24 @@ def step_metrics(rewards, n: int, completions: list, modes: list[str], train: di
     }
     if any(hasattr(c, "budget_hit") for c in completions):
         record["budget_hit_frac"] = sum(getattr(c, "budget_hit", False) for c in completions) / len(completions)
+    if any(hasattr(c, "tool_calls") for c in completions):
+        record.update(tool_metrics(completions))
     for mode in sorted(set(modes) - {"off"}):
         picked = [i for i, m in enumerate(modes) if m == mode]
         record[f"reward_mean/{mode}"] = rewards[picked].nanmean().item()
         record[f"response_len_mean/{mode}"] = lengths[picked].mean().item()
     return record
+
+
+def tool_metrics(trajectories: list) -> dict[str, float]:
+    """Multi-turn rollouts: model turns, tool calls and tool seconds per trajectory, the share of calls that got
+    an error response (unknown tool, bad arguments, exception, timeout), and of trajectories that called a tool."""
+    count = len(trajectories)
+    calls = sum(t.tool_calls for t in trajectories)
+    return {"tools/turns_mean": sum(t.turns for t in trajectories) / count, "tools/calls_mean": calls / count,
+            "tools/call_rate": sum(t.tool_calls > 0 for t in trajectories) / count,
+            "tools/error_rate": sum(t.tool_errors for t in trajectories) / calls if calls else 0.0,
+            "tools/time_s_mean": sum(t.tool_time_s for t in trajectories) / count}
 
 
 def step_line(r: dict) -> str:
@@ -232,6 +249,8 @@ def step_line(r: dict) -> str:
         line += f" skipped {r['skipped_update_frac']:.0%} of updates (non-finite)"
     if r.get("reward/unscored_frac"):
         line += f" unscored {r['reward/unscored_frac']:.0%}"
+    if "tools/calls_mean" in r:
+        line += f" tools {r['tools/calls_mean']:.2f}/sample (err {r['tools/error_rate']:.0%})"
     return line + (f" eval_acc {r['eval_accuracy']:.3f}" if "eval_accuracy" in r else "")
 
 

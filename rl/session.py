@@ -31,6 +31,8 @@ class RunInputs:
     rewards: Any  # rewards.WeightedRewards (an empty sum when `rewards:` is empty)
     prompts: tuple[PromptSet, PromptSet] | None = None
     """The training and held-out prompts, rendered and tokenized, when the tokenizer was on disk at pre-flight."""
+    tool_use: Any = None
+    """`rl.rollout.multiturn.ToolUse` when `rollout.tools` / `rollout.environment` are set: multi-turn rollouts."""
 
 
 def load_tokenizer(cfg: RunConfig, model_path: str) -> Any:
@@ -46,12 +48,16 @@ def load_tokenizer(cfg: RunConfig, model_path: str) -> Any:
 
 
 def encode_run_prompts(cfg: RunConfig, tokenizer: Any, rows: list[dict], eval_rows: list[dict],
-                       ) -> tuple[PromptSet, PromptSet]:
-    """Training and held-out prompts rendered and tokenized (`rl.data.encode_prompts`): a prompt over
-    `data.max_prompt_tokens` is a DataError naming the file and the row."""
-    return (encode_prompts(rows, tokenizer, cfg.data, seed=cfg.trainer.seed, source=cfg.data.train),
+                       tool_use: Any = None) -> tuple[PromptSet, PromptSet]:
+    """Training and held-out prompts rendered (with the tools' schemas, if any) and tokenized
+    (`rl.data.encode_prompts`): a prompt over `data.max_prompt_tokens` is a DataError naming the file and the
+    row; tools with a chat template that cannot render tool turns are a ValueError."""
+    tools = tool_use.schemas if tool_use else None
+    if tool_use:
+        tool_use.bind(tokenizer, enable_thinking=False if cfg.data.think_mode == "no_think" else None)
+    return (encode_prompts(rows, tokenizer, cfg.data, seed=cfg.trainer.seed, source=cfg.data.train, tools=tools),
             encode_prompts(eval_rows, tokenizer, cfg.data, seed=cfg.trainer.seed,
-                           source=cfg.eval.data if cfg.eval else ""))
+                           source=cfg.eval.data if cfg.eval else "", tools=tools))
 
 
 def load_run_inputs(cfg: RunConfig, model_path: str | None = None) -> RunInputs:
@@ -67,12 +73,17 @@ def load_run_inputs(cfg: RunConfig, model_path: str | None = None) -> RunInputs:
     check_run_dir(cfg.output_dir)
     check_weight_sync(cfg.rollout)
     check_placement(cfg)
+    from rl.rollout.multiturn import ToolUse
+
     rows = load_rows(cfg.data.train)
     eval_rows = load_rows(cfg.eval.data)[: cfg.eval.max_prompts] if cfg.eval else []
-    scoring = rewards.from_config(cfg.rewards, [rows, eval_rows])
+    tool_use = ToolUse.load(cfg.rollout)
+    scoring = rewards.from_config(cfg.rewards, [rows, eval_rows],
+                                  extra=[tool_use.environment_reward()] if tool_use and tool_use.has_environment_reward
+                                  else [])
     local = _local_model_dir(model_path)
-    prompts = encode_run_prompts(cfg, load_tokenizer(cfg, local), rows, eval_rows) if local else None
-    return RunInputs(rows, eval_rows, scoring, prompts)
+    prompts = encode_run_prompts(cfg, load_tokenizer(cfg, local), rows, eval_rows, tool_use) if local else None
+    return RunInputs(rows, eval_rows, scoring, prompts, tool_use)
 
 
 def _local_model_dir(path: str | None) -> str | None:
@@ -137,14 +148,20 @@ class Session:
         dump_config(cfg, self.out / "config.yaml")
         self.console = console()
         self.tokenizer = load_tokenizer(cfg, model_path)
+        self.tool_use = inputs.tool_use
         self.train_set, self.eval_set = inputs.prompts or encode_run_prompts(cfg, self.tokenizer, inputs.rows,
-                                                                             inputs.eval_rows)
+                                                                             inputs.eval_rows, self.tool_use)
+        if inputs.prompts and self.tool_use:
+            self.tool_use.bind(self.tokenizer, enable_thinking=False if cfg.data.think_mode == "no_think" else None)
         self.budget = None
         if cfg.rollout.thinking_budget is not None:
             from rl.rollout.budget import thinking_budget_for
 
             self.budget = thinking_budget_for(self.tokenizer, cfg.rollout.thinking_budget, cfg.rollout.max_answer_tokens)
         self.max_completion_tokens = self.budget.max_completion_tokens if self.budget else cfg.rollout.max_new_tokens
+        if self.tool_use:  # sampled tokens of all turns + the inserted tool turns
+            self.max_completion_tokens = self.tool_use.max_completion_tokens(
+                max(cfg.rollout.max_new_tokens, self.max_completion_tokens))
 
         self.resumed_from = latest_checkpoint(self.out, report=self.console.print)
         state = load_state(self.resumed_from) if self.resumed_from else {}
@@ -294,25 +311,46 @@ class Session:
 
         ray.shutdown()  # first: a prefetching thread blocked on a worker then returns at once
         self._prefetcher.shutdown(wait=True, cancel_futures=True)
+        if self.tool_use:
+            self.tool_use.close()
         release(self._lock)
 
     # ---- what a step does with the pieces ---------------------------------------------------------------------
 
-    def sample(self, prompt_ids: list[list[int]], spec: Any) -> list:
-        """`spec.n` completions per prompt, flattened; through the thinking budget when one is configured."""
-        if self.budget is None:
-            groups = self.rollout.generate(prompt_ids, spec)
-        else:
+    def sample(self, prompt_ids: list[list[int]], spec: Any, rows: list[dict] | None = None) -> list:
+        """`spec.n` completions per prompt, flattened; through the thinking budget when one is configured; with
+        tools, multi-turn trajectories (`rows`: the prompts' data rows, which an environment's `reset` reads)."""
+        generate = self.rollout.generate
+        if self.budget is not None:
             from rl.rollout.budget import generate_with_budget
 
-            groups = generate_with_budget(self.rollout, prompt_ids, spec, self.budget)
+            def generate(prompts: list[list[int]], spec: Any) -> list:
+                return generate_with_budget(self.rollout, prompts, spec, self.budget)
+        if self.tool_use is None:
+            groups = generate(prompt_ids, spec)
+        else:
+            groups = self.tool_use.sample(generate, prompt_ids, spec, rows, self._render_with_observation)
         return [c for group in groups for c in group]
+
+    def _render_with_observation(self, row: dict, observation: str) -> list[int]:
+        """Token ids of `row`'s prompt with an environment's observation appended to its last user message."""
+        from rl.data import with_observation
+
+        row = {**row, "prompt": with_observation(row["prompt"], observation)}
+        return encode_prompts([row], self.tokenizer, self.cfg.data, seed=self.cfg.trainer.seed, source="reset()",
+                              tools=self.tool_use.schemas).ids[0]
 
     def score(self, prompts: PromptSet, rows_idx: list[int], completions: list, step: int) -> Any:
         """The rewards of completion k of row `rows_idx[k]` of `prompts` (`rewards.Scores`)."""
+        trajectories = {}
+        if self.tool_use:  # TRL's convention: the trajectory's messages, the final answer last
+            trajectories = {"completions": [c.messages for c in completions],
+                            "columns": {"tool_calls": [c.tool_calls for c in completions],
+                                        "tool_errors": [c.tool_errors for c in completions],
+                                        "environments": [c.environment for c in completions]}}
         return self.rewards.score_rows([prompts.rows[i] for i in rows_idx], [c.token_ids for c in completions],
                                        self.tokenizer, rendered_prompts=[prompts.texts[i] for i in rows_idx],
-                                       step=step, max_completion_tokens=self.max_completion_tokens)
+                                       step=step, max_completion_tokens=self.max_completion_tokens, **trajectories)
 
     def push_weights(self) -> None:
         """The learner's weights into every engine; an engine found dead, or not done within `rollout.timeout_s`
@@ -358,7 +396,7 @@ class Session:
 
         cfg = self.cfg
         spec = SamplingSpec(n=1, max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, temperature=0.0)
-        completions = self.sample(self.eval_set.ids, spec)
+        completions = self.sample(self.eval_set.ids, spec, self.eval_set.rows)
         scores = self.score(self.eval_set, list(range(len(completions))), completions, step=-1)
         return {"eval_accuracy": scores.metrics[f"reward/{self.rewards.primary}/mean"],
                 "eval_response_len_mean": sum(len(c.token_ids) for c in completions) / len(completions)}

@@ -32,6 +32,8 @@ REJECTED = {
     "algorithm.dynamic_sampling_rounds": ["algorithm.dynamic_sampling_rounds=5"],
     "algorithm.mask_truncated": ["algorithm.mask_truncated=true"],
     "algorithm.kl_mode": ["algorithm.kl_mode=reward", "algorithm.kl_beta=0.1"],
+    "rollout.tools": ["rollout.tools=[calculator]"],
+    "rollout.environment": ["rollout.environment=tool_fns.py:CounterEnv"],
 }
 
 
@@ -54,7 +56,7 @@ def test_onpolicy_check_rejects_a_key_it_does_not_implement(key: str, tmp_path, 
 
 NOT_IMPLEMENTED_DEFAULTS = {"rollout.max_staleness": 0, "algorithm.dynamic_sampling": "false",
                             "algorithm.dynamic_sampling_rounds": 3, "algorithm.mask_truncated": "false",
-                            "algorithm.kl_mode": "loss"}
+                            "algorithm.kl_mode": "loss", "rollout.tools": "[]", "rollout.environment": "null"}
 
 
 @pytest.mark.parametrize("model", [GRPOConfig, OnPolicyConfig])
