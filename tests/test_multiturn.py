@@ -69,12 +69,12 @@ def _scripted(tokenizer, tool_use, prompt_ids: list[int], first: str, final: str
 def scripted(tmp_path_factory: pytest.TempPathFactory):
     """A tiny Qwen3 that greedily replays SCRIPTS and ENV_SCRIPT; with their prompts and expected completions."""
     import torch
+    from tool_fns import CounterEnv
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rl.chat import use_thinking_template
     from rl.data import with_observation
     from rl.models import build_tiny_qwen3
-    from tool_fns import CounterEnv
 
     path = build_tiny_qwen3(tmp_path_factory.mktemp("scripted") / "model", seed=1, hidden_size=128,
                             intermediate_size=256)

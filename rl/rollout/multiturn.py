@@ -249,17 +249,26 @@ class ToolUse:
 
     @property
     def has_environment_reward(self) -> bool:
-        return self.environment is not None and callable(getattr(self.environment, "get_reward", None))
+        """The environment (a class, or a factory: judged by the class of what it builds) has `get_reward`."""
+        if self.environment is None:
+            return False
+        cls = self.environment if isinstance(self.environment, type) else type(self.environment())
+        return callable(getattr(cls, "get_reward", None))
 
     def environment_reward(self) -> Any:
         """The environment's `get_reward()` as a reward of weight 1 labelled with its class name (as TRL does);
         it reads the `environments` column."""
-        from rewards import RewardSpec
+        from rewards import Failed, RewardSpec
 
-        def get_reward(prompts: list, completions: list, environments: list, **_: Any) -> list[float | None]:
-            return [env.get_reward() if env is not None else None for env in environments]
+        runner = self.runner
 
-        return RewardSpec(getattr(self.environment, "__name__", "environment"), get_reward)
+        def get_reward(prompts: list, completions: list, environments: list, **_: Any) -> list:
+            # an instance whose tool call overran may still be changing its state in a thread: not graded
+            return [None if env is None else Failed("a tool call on this environment timed out")
+                    if runner.is_broken(env) else env.get_reward() for env in environments]
+
+        cls = self.environment if isinstance(self.environment, type) else type(self.environment())
+        return RewardSpec(cls.__name__, get_reward)
 
     def bind(self, tokenizer: Any, *, enable_thinking: bool | None = None) -> None:
         """Render tool turns with `tokenizer`'s chat template (ValueError if it cannot)."""
