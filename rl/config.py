@@ -326,6 +326,10 @@ class RunConfig(Strict):
     """Greedy held-out evaluation (accuracy under the first reward) before, during and after training."""
     tensorboard: bool = True
     """Also write metrics as TensorBoard events under `output_dir/tb`."""
+    verbose: bool = False
+    """Also print the engines', Ray's, vLLM's and transformers' logs on the console (they always go to
+    `output_dir/logs/`); by default the console has the progress bar, the step lines, the summary and the warnings
+    that need you."""
     cluster: ClusterConfig = ClusterConfig()
     """Placement of learners and rollout engines on GPUs and nodes."""
     ray_address: str | None = None
