@@ -26,8 +26,7 @@ log = logging.getLogger(__name__)
 class RolloutWorker:
     """Holds one rollout engine inside a Ray actor."""
 
-    def __init__(self, backend: str, engine_kwargs: dict[str, Any], log_name: str = "rollout_worker"):
-        capture_output(log_name)  # the engine's logs: output_dir/logs/<log_name>.log
+    def __init__(self, backend: str, engine_kwargs: dict[str, Any]):
         set_torch_threads(None)  # every usable core (Ray would leave the engine on one)
         self.engine = make_engine(backend, **engine_kwargs)
 
@@ -83,16 +82,17 @@ def init_ray(address: str | None, log_dir: str | os.PathLike | None = None, verb
     env = {**{key: os.environ.get(key, value) for key, value in ACTOR_ENV_DEFAULTS.items()}, **ACTOR_ENV}
     if log_dir is not None:
         env.update({LOG_DIR_ENV: str(Path(log_dir).resolve()), ECHO_ENV: "1" if verbose else "0"})
-    quiet = {"log_to_driver": verbose, "runtime_env": {"env_vars": env}}
+    common = {"log_to_driver": verbose, "runtime_env": {"env_vars": env}}
     if address:
-        ray.init(address=address, **quiet)
+        ray.init(address=address, **common)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, configure_logging=False, **quiet)
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, configure_logging=False, **common)
 
 
 def logged(cls: type, log_name: str) -> type:
     """`cls` (same name, for Ray's `ray::<name>` process titles) whose constructor first sends the actor process's
-    output to `output_dir/logs/<log_name>.log` (`rl.logs.capture_output`)."""
+    output to `output_dir/logs/<log_name>.log` (`rl.logs.capture_output`; on a cluster, that path on the actor's
+    node)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         capture_output(log_name)
@@ -209,7 +209,8 @@ class RolloutGroup:
 
     def _start(self, i: int) -> Any:
         kwargs = {**self.engine_kwargs, "seed": self.engine_kwargs.get("seed", 0) + i}
-        return ray.remote(RolloutWorker).options(**self.options[i]).remote(self.backend, kwargs, f"rollout_worker_{i}")
+        worker = ray.remote(logged(RolloutWorker, f"rollout_worker_{i}"))  # the engine's logs: output_dir/logs/
+        return worker.options(**self.options[i]).remote(self.backend, kwargs)
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec) -> list[list[Completion]]:
         """Each worker samples its contiguous shard; a worker that dies, or is still busy after `timeout_s`, is
