@@ -375,7 +375,7 @@ class RunConfig(Strict):
 
 class GRPOConfig(RunConfig):
     key_order = ("output_dir", "model", "data", "rollout", "trainer", "algorithm", "rewards", "eval", "tensorboard",
-                 "cluster", "ray_address")
+                 "verbose", "cluster", "ray_address")
 
     model: ModelConfig
     """The policy to train."""
