@@ -7,6 +7,7 @@ import ray
 
 from distill.config import TeacherConfig
 from distill.teacher import Teacher
+from rl.actors import logged
 
 GPU_TENANTS = 1
 """Actors distillation adds beside GRPO's on a shared GPU: the teacher."""
@@ -15,7 +16,7 @@ GPU_TENANTS = 1
 def start_teacher(model_path: str, cfg: TeacherConfig, *, options: dict, temperature: float, top_k: int, seed: int):
     """The frozen teacher as a Ray actor (`distill.teacher.Teacher`) scheduled with `options` (where and how much
     of a GPU: `rl.placement.Placement.extra()`)."""
-    actor = ray.remote(Teacher).options(**options)
+    actor = ray.remote(logged(Teacher, "teacher")).options(**options)  # its logs: output_dir/logs/teacher.log
     return actor.remote(model_path, dtype=cfg.dtype, temperature=temperature, top_k=top_k,
                         micro_batch_size=cfg.micro_batch_size, share_prompts=cfg.share_prompts,
                         torch_threads=cfg.torch_threads, seed=seed)

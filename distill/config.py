@@ -100,7 +100,7 @@ error naming it (rather than a key silently ignored)."""
 
 class OnPolicyConfig(RunConfig):
     key_order = ("output_dir", "student", "teacher", "data", "rollout", "trainer", "loss", "algorithm", "rewards",
-                 "eval", "tensorboard", "cluster", "ray_address")
+                 "eval", "tensorboard", "verbose", "cluster", "ray_address")
 
     student: ModelConfig
     """The model being trained (same keys as `rl.grpo`'s `model`)."""

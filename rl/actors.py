@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ray
 
+from rl.logs import ECHO_ENV, LOG_DIR_ENV, capture_output
 from rl.rollout import Completion, SamplingSpec, make_engine
 from rl.threads import set_torch_threads
 
@@ -50,7 +52,10 @@ class RolloutWorker:
         self.engine.wake_up()
 
 
-ACTOR_ENV = {"TOKENIZERS_PARALLELISM": "false", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+ACTOR_ENV = {"TOKENIZERS_PARALLELISM": "false", "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+             # vLLM's own handler prints its log lines to stdout, which is the actor's log file (`rl.logs`); the
+             # driver turns that handler off for itself, and actors would inherit that through Ray
+             "VLLM_CONFIGURE_LOGGING": "1"}
 """Environment of every actor (learner, rollout workers, teacher)."""
 
 ACTOR_ENV_DEFAULTS = {
@@ -68,16 +73,33 @@ ACTOR_ENV_DEFAULTS = {
 """Tunables added to every actor's environment unless the driver's environment sets them."""
 
 
-def init_ray(address: str | None) -> None:
-    """Connect to `address`, or start a local Ray sized to this machine (quiet, no dashboard)."""
+def init_ray(address: str | None, log_dir: str | os.PathLike | None = None, verbose: bool = True) -> None:
+    """Connect to `address`, or start a local Ray sized to this machine (no dashboard). With `log_dir` (the
+    run's `output_dir/logs`, `rl.logs`), actors write their output there and Ray forwards it to the console only
+    when `verbose`."""
     if ray.is_initialized():
         return
     env = {**{key: os.environ.get(key, value) for key, value in ACTOR_ENV_DEFAULTS.items()}, **ACTOR_ENV}
+    if log_dir is not None:
+        env.update({LOG_DIR_ENV: str(Path(log_dir).resolve()), ECHO_ENV: "1" if verbose else "0"})
+    common = {"log_to_driver": verbose, "runtime_env": {"env_vars": env}}
     if address:
-        ray.init(address=address, runtime_env={"env_vars": env})
+        ray.init(address=address, **common)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True,
-                 runtime_env={"env_vars": env}, configure_logging=False)
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, configure_logging=False, **common)
+
+
+def logged(cls: type, log_name: str) -> type:
+    """`cls` (same name, for Ray's `ray::<name>` process titles) whose constructor first sends the actor process's
+    output to `output_dir/logs/<log_name>.log` (`rl.logs.capture_output`; on a cluster, that path on the actor's
+    node)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        capture_output(log_name)
+        cls.__init__(self, *args, **kwargs)
+
+    return type(cls.__name__, (cls,), {"__init__": __init__, "__qualname__": cls.__qualname__,
+                                       "__module__": cls.__module__})
 
 
 def gpu_share(workers: int, extra_gpu_tenants: int = 0) -> float:
@@ -124,8 +146,7 @@ class LearnerGroup:
         options = [placement.learner(rank) if placement is not None else {"num_cpus": 0, "num_gpus": num_gpus}
                    for rank in range(learners)]
         address, port = ray.get(_free_address.options(**options[0]).remote())  # on rank 0's node
-        actor = ray.remote(cls)
-        self.actors = [actor.options(**options[rank]).remote(
+        self.actors = [ray.remote(logged(cls, f"learner_{rank}")).options(**options[rank]).remote(
             *args, **kwargs, process_group=ProcessGroupSpec(address, port, rank, learners)) for rank in range(learners)]
 
     def submit(self, method: str, *args: Any, **kwargs: Any) -> Pending:
@@ -188,7 +209,8 @@ class RolloutGroup:
 
     def _start(self, i: int) -> Any:
         kwargs = {**self.engine_kwargs, "seed": self.engine_kwargs.get("seed", 0) + i}
-        return ray.remote(RolloutWorker).options(**self.options[i]).remote(self.backend, kwargs)
+        worker = ray.remote(logged(RolloutWorker, f"rollout_worker_{i}"))  # the engine's logs: output_dir/logs/
+        return worker.options(**self.options[i]).remote(self.backend, kwargs)
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec) -> list[list[Completion]]:
         """Each worker samples its contiguous shard; a worker that dies, or is still busy after `timeout_s`, is

@@ -347,6 +347,10 @@ class RunConfig(Strict):
     """Greedy held-out evaluation (accuracy under the first reward) before, during and after training."""
     tensorboard: bool = True
     """Also write metrics as TensorBoard events under `output_dir/tb`."""
+    verbose: bool = False
+    """Also print the engines', Ray's, vLLM's and transformers' logs on the console (they always go to
+    `output_dir/logs/`); by default the console has the progress bar, the step lines, the summary and the warnings
+    that need you."""
     cluster: ClusterConfig = ClusterConfig()
     """Placement of learners and rollout engines on GPUs and nodes."""
     ray_address: str | None = None
@@ -392,7 +396,7 @@ class RunConfig(Strict):
 
 class GRPOConfig(RunConfig):
     key_order = ("output_dir", "model", "data", "rollout", "trainer", "algorithm", "rewards", "eval", "tensorboard",
-                 "cluster", "ray_address")
+                 "verbose", "cluster", "ray_address")
 
     model: ModelConfig
     """The policy to train."""

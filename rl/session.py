@@ -137,6 +137,7 @@ class Session:
 
         from rl.actors import RolloutGroup, init_ray, start_learner
         from rl.checkpoint import latest_checkpoint, load_state
+        from rl.logs import setup_driver_logging
         from rl.placement import plan
         from rl.rollout import engine_kwargs
         from rl.run_lock import lock_run_dir
@@ -145,6 +146,7 @@ class Session:
 
         self.cfg, self.rewards, self.out = cfg, inputs.rewards, Path(cfg.output_dir)
         self._lock = lock_run_dir(self.out)  # held until `close` (or the process ends)
+        logs = setup_driver_logging(self.out, cfg.verbose)  # engine / Ray / vLLM logs: output_dir/logs/
         dump_config(cfg, self.out / "config.yaml")
         self.console = console()
         self.tokenizer = load_tokenizer(cfg, model_path)
@@ -176,7 +178,7 @@ class Session:
         self._alerted = False
         self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollout")
 
-        init_ray(cfg.ray_address)
+        init_ray(cfg.ray_address, logs, verbose=cfg.verbose)
         self.weight_sync = make_weight_sync(cfg.rollout)
         cluster = cfg.cluster
         self.placement = plan(learners=cfg.trainer.learners, workers=cfg.rollout.workers,
@@ -307,6 +309,7 @@ class Session:
     def close(self) -> None:
         import ray
 
+        from rl.logs import close_driver_logging
         from rl.run_lock import release
 
         ray.shutdown()  # first: a prefetching thread blocked on a worker then returns at once
@@ -314,6 +317,7 @@ class Session:
         if self.tool_use:
             self.tool_use.close()
         release(self._lock)
+        close_driver_logging()
 
     # ---- what a step does with the pieces ---------------------------------------------------------------------
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from rl.config import AlgorithmConfig, ModelConfig, TrainerConfig
 from rl.learner import Learner, TrainBatch
@@ -90,3 +92,62 @@ def test_engine_draws_follow_its_sampling_distribution(engine, top_p: float) -> 
     for t in frequent:
         p = prob[t]
         assert abs(count[t] - n * p) < 5 * math.sqrt(n * p * (1 - p)), (t, count[t], n * p)
+
+
+class _Warnings(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_the_reload_warnings_are_benign_and_only_they_are_silenced(engine, tiny_model: Path) -> None:
+    # vLLM's layerwise reload warns "<layer>: Failed to load weights" for each layer that received nothing in an
+    # update (it then keeps that layer's old tensors). After every push, two layers of a tied model warn; both are
+    # benign: RoPE holds only a cos/sin cache computed from the config (not a weight), and the lm_head's weight IS
+    # the embedding's, which the push updates. The filter drops those two warnings and no other.
+    from rl.weight_sync.engine_loader import RELOAD_LOGGER, ExpectedReloadWarnings
+
+    model = engine.llm.collective_rpc(lambda worker: worker.model_runner.get_model())[0]  # the engine runs in-process
+    (rope,) = {id(m): m for m in model.modules() if type(m).__name__ == "RotaryEmbedding"}.values()
+    lm_head, embed = model.lm_head, model.model.embed_tokens
+    assert lm_head.weight is embed.weight  # tied
+    logger = logging.getLogger(RELOAD_LOGGER)
+    (quiet,) = [f for f in logger.filters if isinstance(f, ExpectedReloadWarnings)]  # installed by the engine
+    assert quiet.layers == {"RotaryEmbedding", "ParallelLMHead"}
+
+    learner = Learner(str(tiny_model), ModelConfig(path=str(tiny_model)), TrainerConfig(max_steps=1, lr=2e-2),
+                      AlgorithmConfig(), temperature=1.0)
+    prompt = list(range(30, 50))
+    group = engine.generate([prompt], SamplingSpec(n=8, max_new_tokens=12))[0]
+    batch = TrainBatch([prompt] * 8, [c.token_ids for c in group], [c.logprobs for c in group], [1.0, -1.0] * 4)
+    caught = _Warnings()
+    logger.addHandler(caught)
+    try:
+        logger.removeFilter(quiet)  # what vLLM says without the filter
+        learner.train(batch)
+        weights = learner.weights()
+        engine.load_weights(weights)
+        unfiltered, caught.messages = caught.messages, []
+        logger.addFilter(quiet)
+        learner.train(batch)
+        engine.load_weights(learner.weights())
+        filtered, caught.messages = caught.messages, []
+        # a push that really leaves a layer out: the embedding (and with it the tied lm_head) keeps its old weights
+        engine.load_weights([(name, t) for name, t in learner.weights() if "embed_tokens" not in name])
+        skipped = caught.messages
+    finally:
+        logger.removeHandler(caught)
+        if quiet not in logger.filters:
+            logger.addFilter(quiet)
+    assert sorted(set(unfiltered)) == ["ParallelLMHead: Failed to load weights",
+                                       "RotaryEmbedding: Failed to load weights"]
+    assert filtered == []
+    assert skipped == ["VocabParallelEmbedding: Failed to load weights"]  # still said, and the lm_head's is not
+    # benign: RoPE's cache is what its config gives, the lm_head (the embedding's tensor) has the learner's weights
+    assert torch.equal(rope.cos_sin_cache, rope._compute_cos_sin_cache().to(rope.cos_sin_cache.dtype))
+    learned = dict(learner.weights())["model.embed_tokens.weight"]
+    assert torch.equal(lm_head.weight[: learned.shape[0]], learned.to(lm_head.weight.dtype))
+    assert _max_diff(engine.score(prompt, group[0].token_ids), learner.score(prompt, group[0].token_ids)) < LOGPROB_TOL

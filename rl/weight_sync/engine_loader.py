@@ -9,6 +9,8 @@ weights need one more step (`_reprocess_shared_weights`), after this load and af
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 # vLLM imports this module in every worker process (by `worker_extension_cls`) before the worker creates its
@@ -28,6 +30,10 @@ class WeightLoaderExtension:
     def reprocess_shared_weights(self) -> None:
         _reprocess_shared_weights(self.model_runner.get_model())
 
+    def silence_expected_reload_warnings(self) -> list[str]:
+        """Install `ExpectedReloadWarnings` for this worker's model; returns the layer classes it silences."""
+        return sorted(install_reload_warning_filter(self.model_runner.get_model()).layers)
+
 
 def _reprocess_shared_weights(model: torch.nn.Module) -> None:
     """Redo post-load processing for every module whose weight tensor is shared (tied embeddings).
@@ -46,6 +52,62 @@ def _reprocess_shared_weights(model: torch.nn.Module) -> None:
                 method = getattr(module, "quant_method", None)
                 if method is not None:
                     method.process_weights_after_loading(module)
+
+
+RELOAD_LOGGER = "vllm.model_executor.model_loader.reload.layerwise"
+RELOAD_WARNING = "%s: Failed to load weights"
+"""What vLLM's layerwise reload logs (as a warning, args: the layer's class name) for a layer that received no
+weight in a reload; it then keeps the layer's old tensors."""
+
+
+def layers_that_load_nothing(model: torch.nn.Module) -> set[str]:
+    """The layer classes of `model` for which a reload with every checkpoint weight is expected to receive nothing,
+    so that `RELOAD_WARNING` for them is no skipped update:
+
+    - layers whose tensors are all non-persistent buffers: computed from the config, never in a checkpoint nor in
+      what the learner sends (RoPE's `cos_sin_cache`), so their old values are the right ones;
+    - layers whose every parameter belongs to an earlier layer too (a tied `lm_head`, whose weight is the
+      embedding's): the update reaches it through that layer, and `_reprocess_shared_weights` redoes its
+      post-load processing.
+
+    A class is in the set only when every instance of it qualifies (an untied `lm_head` is not)."""
+    first_owner: dict[int, torch.nn.Module] = {}
+    qualifies: dict[str, bool] = {}
+    for module in model.modules():
+        params = [p for p in module._parameters.values() if p is not None]
+        buffers = {n for n, b in module._buffers.items() if b is not None}
+        for param in params:
+            first_owner.setdefault(id(param), module)
+        if not params and not buffers:
+            continue
+        derived = not params and buffers <= module._non_persistent_buffers_set
+        # the alias is the later module (vLLM loads a tied weight under the embedding's name, skipping lm_head's)
+        tied = bool(params) and not buffers and all(first_owner[id(p)] is not module for p in params)
+        name = type(module).__name__
+        qualifies[name] = qualifies.get(name, True) and (derived or tied)
+    return {name for name, ok in qualifies.items() if ok}
+
+
+class ExpectedReloadWarnings(logging.Filter):
+    """Drops `RELOAD_WARNING` for `layers` (`layers_that_load_nothing`); the warning for any other layer (a
+    weight really missing from an update) still goes through."""
+
+    def __init__(self, layers: set[str]):
+        super().__init__()
+        self.layers = layers
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == RELOAD_WARNING and record.args and record.args[0] in self.layers)
+
+
+def install_reload_warning_filter(model: torch.nn.Module) -> ExpectedReloadWarnings:
+    """Replace this process's `ExpectedReloadWarnings` (if any) by one for `model`."""
+    logger = logging.getLogger(RELOAD_LOGGER)
+    for old in [f for f in logger.filters if isinstance(f, ExpectedReloadWarnings)]:
+        logger.removeFilter(old)
+    new = ExpectedReloadWarnings(layers_that_load_nothing(model))
+    logger.addFilter(new)
+    return new
 
 
 WORKER_EXTENSION_CLS = f"{WeightLoaderExtension.__module__}.{WeightLoaderExtension.__qualname__}"
