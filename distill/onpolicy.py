@@ -53,7 +53,7 @@ def preflight(cfg: OnPolicyConfig) -> Inputs:
 
     student_path, teacher_path = check_student_teacher(cfg.student.path, cfg.teacher.path)
     run = load_run_inputs(cfg, student_path)
-    return Inputs(run.rows, run.eval_rows, run.rewards, run.prompts, student_path, teacher_path)
+    return Inputs(run.rows, run.eval_rows, run.rewards, run.prompts, student_path=student_path, teacher_path=teacher_path)
 
 
 @dataclass
