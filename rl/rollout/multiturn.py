@@ -219,7 +219,9 @@ class ToolUse:
 
         self.functions, self.environment = functions, environment
         self.max_turns, self.max_tool_tokens = max_turns, max_tool_tokens
-        env_methods = environment_tools(environment()) if environment else []
+        sample_env = environment() if environment else None  # a factory's class is known by what it builds
+        self.environment_class = type(sample_env) if sample_env is not None else None
+        env_methods = environment_tools(sample_env) if sample_env is not None else []
         self.schemas = tool_schemas([*functions, *env_methods])
         names = [s["function"]["name"] for s in self.schemas]
         if len(set(names)) < len(names):
@@ -250,10 +252,7 @@ class ToolUse:
     @property
     def has_environment_reward(self) -> bool:
         """The environment (a class, or a factory: judged by the class of what it builds) has `get_reward`."""
-        if self.environment is None:
-            return False
-        cls = self.environment if isinstance(self.environment, type) else type(self.environment())
-        return callable(getattr(cls, "get_reward", None))
+        return callable(getattr(self.environment_class, "get_reward", None))
 
     def environment_reward(self) -> Any:
         """The environment's `get_reward()` as a reward of weight 1 labelled with its class name (as TRL does);
@@ -267,8 +266,7 @@ class ToolUse:
             return [None if env is None else Failed("a tool call on this environment timed out")
                     if runner.is_broken(env) else env.get_reward() for env in environments]
 
-        cls = self.environment if isinstance(self.environment, type) else type(self.environment())
-        return RewardSpec(cls.__name__, get_reward)
+        return RewardSpec(self.environment_class.__name__, get_reward)
 
     def bind(self, tokenizer: Any, *, enable_thinking: bool | None = None) -> None:
         """Render tool turns with `tokenizer`'s chat template (ValueError if it cannot)."""
