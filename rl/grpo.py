@@ -21,6 +21,7 @@ from rl.config import GRPOConfig
 from rl.config_io import build_arg_parser, run_cli
 from rl.models import check_model_path, resolve_model_path
 from rl.session import RunInputs, Session, load_run_inputs
+from rl.tracking import eval_text
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -232,7 +233,7 @@ def step_line(r: dict) -> str:
         line += f" skipped {r['skipped_update_frac']:.0%} of updates (non-finite)"
     if r.get("reward/unscored_frac"):
         line += f" unscored {r['reward/unscored_frac']:.0%}"
-    return line + (f" eval_acc {r['eval_accuracy']:.3f}" if "eval_accuracy" in r else "")
+    return line + eval_text(r)
 
 
 def _num(value: float | None) -> str:

@@ -27,9 +27,10 @@ class RunInputs:
     """Everything a run reads, validated before any model loads."""
 
     rows: list[dict]
-    eval_rows: list[dict]
+    eval_rows: list[list[dict]]
+    """The rows of each held-out set (`eval.data`), in order; none without `eval`."""
     rewards: Any  # rewards.WeightedRewards (an empty sum when `rewards:` is empty)
-    prompts: tuple[PromptSet, PromptSet] | None = None
+    prompts: tuple[PromptSet, list[PromptSet]] | None = None
     """The training and held-out prompts, rendered and tokenized, when the tokenizer was on disk at pre-flight."""
 
 
@@ -45,13 +46,14 @@ def load_tokenizer(cfg: RunConfig, model_path: str) -> Any:
     return tokenizer
 
 
-def encode_run_prompts(cfg: RunConfig, tokenizer: Any, rows: list[dict], eval_rows: list[dict],
-                       ) -> tuple[PromptSet, PromptSet]:
-    """Training and held-out prompts rendered and tokenized (`rl.data.encode_prompts`): a prompt over
-    `data.max_prompt_tokens` is a DataError naming the file and the row."""
+def encode_run_prompts(cfg: RunConfig, tokenizer: Any, rows: list[dict], eval_rows: list[list[dict]],
+                       ) -> tuple[PromptSet, list[PromptSet]]:
+    """Training and held-out prompts rendered and tokenized (`rl.data.encode_prompts`), each held-out set with its
+    own system prompt: a prompt over `data.max_prompt_tokens` is a DataError naming the file and the row."""
+    sets = cfg.eval.sets(cfg.data.system_prompt) if cfg.eval else []
     return (encode_prompts(rows, tokenizer, cfg.data, seed=cfg.trainer.seed, source=cfg.data.train),
-            encode_prompts(eval_rows, tokenizer, cfg.data, seed=cfg.trainer.seed,
-                           source=cfg.eval.data if cfg.eval else ""))
+            [encode_prompts(set_rows, tokenizer, cfg.data.model_copy(update={"system_prompt": s.system_prompt}),
+                            seed=cfg.trainer.seed, source=s.data) for s, set_rows in zip(sets, eval_rows)])
 
 
 def load_run_inputs(cfg: RunConfig, model_path: str | None = None) -> RunInputs:
@@ -68,8 +70,8 @@ def load_run_inputs(cfg: RunConfig, model_path: str | None = None) -> RunInputs:
     check_weight_sync(cfg.rollout)
     check_placement(cfg)
     rows = load_rows(cfg.data.train)
-    eval_rows = load_rows(cfg.eval.data)[: cfg.eval.max_prompts] if cfg.eval else []
-    scoring = rewards.from_config(cfg.rewards, [rows, eval_rows])
+    eval_rows = [load_rows(s.data)[: cfg.eval.max_prompts] for s in cfg.eval.sets(None)] if cfg.eval else []
+    scoring = rewards.from_config(cfg.rewards, [rows, *eval_rows])
     local = _local_model_dir(model_path)
     prompts = encode_run_prompts(cfg, load_tokenizer(cfg, local), rows, eval_rows) if local else None
     return RunInputs(rows, eval_rows, scoring, prompts)
@@ -137,8 +139,8 @@ class Session:
         dump_config(cfg, self.out / "config.yaml")
         self.console = console()
         self.tokenizer = load_tokenizer(cfg, model_path)
-        self.train_set, self.eval_set = inputs.prompts or encode_run_prompts(cfg, self.tokenizer, inputs.rows,
-                                                                             inputs.eval_rows)
+        self.train_set, self.eval_sets = inputs.prompts or encode_run_prompts(cfg, self.tokenizer, inputs.rows,
+                                                                              inputs.eval_rows)
         self.budget = None
         if cfg.rollout.thinking_budget is not None:
             from rl.rollout.budget import thinking_budget_for
@@ -174,7 +176,7 @@ class Session:
         # colocated on GPUs, vLLM engines free their memory while the learner trains (not while they prefetch)
         self.engines_sleep = (self.placement.engines_share_gpus and cfg.rollout.backend == "vllm"
                               and cfg.rollout.max_staleness == 0)
-        longest = max(len(p) for p in self.train_set.ids + self.eval_set.ids)
+        longest = max(len(p) for p in self.train_set.ids + [q for s in self.eval_sets for q in s.ids])
         eval_tokens = (cfg.eval.max_new_tokens or 0) if cfg.eval else 0
         self.rollout = RolloutGroup(cfg.rollout.workers, cfg.rollout.backend, engine_kwargs(
             cfg.rollout, model_path=model_path, dtype=model.dtype, seed=cfg.trainer.seed,
@@ -353,15 +355,24 @@ class Session:
         return self._prefetcher.submit(fn, *args)
 
     def evaluate(self) -> dict[str, float]:
-        """Greedy completion of the held-out prompts; accuracy = mean of the first reward (0/1 rewards → accuracy)."""
+        """Greedy completion of the held-out prompts, every set in one generate call; accuracy = mean of the first
+        reward (0/1 rewards → accuracy): `eval_accuracy/<name>` per named set, `eval_accuracy` the first set's."""
         from rl.rollout import SamplingSpec
 
         cfg = self.cfg
         spec = SamplingSpec(n=1, max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, temperature=0.0)
-        completions = self.sample(self.eval_set.ids, spec)
-        scores = self.score(self.eval_set, list(range(len(completions))), completions, step=-1)
-        return {"eval_accuracy": scores.metrics[f"reward/{self.rewards.primary}/mean"],
-                "eval_response_len_mean": sum(len(c.token_ids) for c in completions) / len(completions)}
+        completions = self.sample([q for s in self.eval_sets for q in s.ids], spec)
+        record: dict[str, float] = {}
+        for eval_set, spec_set in zip(self.eval_sets, cfg.eval.sets(cfg.data.system_prompt)):
+            done, completions = completions[: len(eval_set.ids)], completions[len(eval_set.ids):]
+            scores = self.score(eval_set, list(range(len(done))), done, step=-1)
+            metrics = {"eval_accuracy": scores.metrics[f"reward/{self.rewards.primary}/mean"],
+                       "eval_response_len_mean": sum(len(c.token_ids) for c in done) / len(done)}
+            for key, value in metrics.items():
+                record.setdefault(key, value)
+                if spec_set.name:
+                    record[f"{key}/{spec_set.name}"] = value
+        return record
 
     def save(self, step: int) -> None:
         """A checkpoint of the learner (HF model directory + training state) and the data cursor."""

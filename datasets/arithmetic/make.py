@@ -2,7 +2,12 @@
 
 train.jsonl: additions with 1- and 2-digit operands (a curriculum: the 1-digit ones give early reward signal).
 test.jsonl: held-out 2-digit + 2-digit additions whose (a, b) pairs never appear in train.
-Each row: {"prompt": [{"role": "user", "content": ...}], "answer": int, "a": int, "b": int, "digits": int}.
+train_mix.jsonl: the rows of train.jsonl, a seeded half of them with the demo's scaffold (`SYSTEM`, a worked
+example) as their own system turn, the other half with none (the chat template's default system prompt): trained
+on both, the skill holds without the scaffold (examples/arithmetic/README.md). Use it with `data.system_prompt`
+unset, so that the rows without a system turn keep the template's default.
+Each row: {"prompt": [{"role": "user", "content": ...}], "answer": int, "a": int, "b": int, "digits": int}
+(train_mix adds "scaffold": bool).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 PROMPT = "What is {a} + {b}? Put the final answer in \\boxed{{}}."
+SYSTEM = "Solve the addition and give the result in \\boxed{}. Example: What is 12 + 34? 12 + 34 = 46. \\boxed{46}"
 
 
 def row(a: int, b: int) -> dict:
@@ -32,7 +38,15 @@ def main(seed: int = 0, test_size: int = 200, train_two_digit: int = 1800) -> No
     for name, pairs in (("train", train), ("test", test)):
         with (HERE / f"{name}.jsonl").open("w") as f:
             f.writelines(json.dumps(row(a, b)) + "\n" for a, b in pairs)
-    print(f"train: {len(train)} rows, test: {len(test)} rows (2-digit, disjoint from train)")
+    scaffold_rng = random.Random(seed + 1)  # its own generator: train.jsonl and test.jsonl stay as they were
+    with (HERE / "train_mix.jsonl").open("w") as f:
+        for a, b in train:
+            r, scaffold = row(a, b), scaffold_rng.random() < 0.5
+            if scaffold:
+                r["prompt"] = [{"role": "system", "content": SYSTEM}, *r["prompt"]]
+            f.write(json.dumps({**r, "scaffold": scaffold}) + "\n")
+    print(f"train: {len(train)} rows, test: {len(test)} rows (2-digit, disjoint from train), train_mix: {len(train)}"
+          " rows (about half with the scaffold system prompt)")
 
 
 if __name__ == "__main__":
