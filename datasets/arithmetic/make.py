@@ -6,8 +6,12 @@ train_mix.jsonl: the rows of train.jsonl, a seeded half of them with the demo's 
 example) as their own system turn, the other half with none (the chat template's default system prompt): trained
 on both, the skill holds without the scaffold (examples/arithmetic/README.md). Use it with `data.system_prompt`
 unset, so that the rows without a system turn keep the template's default.
+train_curriculum.jsonl: train_mix.jsonl with its first `SCAFFOLD_FIRST` rows all scaffolded: read in file order
+(`data.shuffle: false`), the first 20 steps of 8 prompts learn the skill with the worked example, the rest keep it
+with and without (trained on the mix from the start, the unscaffolded prompts learn `\\boxed{12}` for every sum:
+the format reward without the skill; examples/arithmetic/README.md).
 Each row: {"prompt": [{"role": "user", "content": ...}], "answer": int, "a": int, "b": int, "digits": int}
-(train_mix adds "scaffold": bool).
+(train_mix and train_curriculum add "scaffold": bool).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 PROMPT = "What is {a} + {b}? Put the final answer in \\boxed{{}}."
+SCAFFOLD_FIRST = 160
 SYSTEM = "Solve the addition and give the result in \\boxed{}. Example: What is 12 + 34? 12 + 34 = 46. \\boxed{46}"
 
 
@@ -39,14 +44,16 @@ def main(seed: int = 0, test_size: int = 200, train_two_digit: int = 1800) -> No
         with (HERE / f"{name}.jsonl").open("w") as f:
             f.writelines(json.dumps(row(a, b)) + "\n" for a, b in pairs)
     scaffold_rng = random.Random(seed + 1)  # its own generator: train.jsonl and test.jsonl stay as they were
-    with (HERE / "train_mix.jsonl").open("w") as f:
-        for a, b in train:
-            r, scaffold = row(a, b), scaffold_rng.random() < 0.5
-            if scaffold:
-                r["prompt"] = [{"role": "system", "content": SYSTEM}, *r["prompt"]]
-            f.write(json.dumps({**r, "scaffold": scaffold}) + "\n")
-    print(f"train: {len(train)} rows, test: {len(test)} rows (2-digit, disjoint from train), train_mix: {len(train)}"
-          " rows (about half with the scaffold system prompt)")
+    draws = [scaffold_rng.random() < 0.5 for _ in train]
+    for name, first in (("train_mix", 0), ("train_curriculum", SCAFFOLD_FIRST)):
+        with (HERE / f"{name}.jsonl").open("w") as f:
+            for i, ((a, b), drawn) in enumerate(zip(train, draws)):
+                r, scaffold = row(a, b), drawn or i < first
+                if scaffold:
+                    r["prompt"] = [{"role": "system", "content": SYSTEM}, *r["prompt"]]
+                f.write(json.dumps({**r, "scaffold": scaffold}) + "\n")
+    print(f"train: {len(train)} rows, test: {len(test)} rows (2-digit, disjoint from train), train_mix and train_curriculum:"
+          f" {len(train)} rows each (about half with the scaffold system prompt)")
 
 
 if __name__ == "__main__":
