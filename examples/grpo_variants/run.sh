@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Three GRPO variants on the arithmetic task with SmolLM2-135M-Instruct, same base config
-# (examples/arithmetic/mix_entropy.yaml: prompts with and without the scaffold system prompt, held-out accuracy in
+# (examples/arithmetic/curriculum.yaml: 20 scaffolded steps, then prompts with and without the scaffold, held-out accuracy in
 # both formats), same seed, run one after the other (CPU): plain GRPO, DAPO-style, and the entropy-held recipe.
 # Then one PNG of the reward, entropy and held-out accuracy curves.
 #   bash examples/grpo_variants/run.sh [STEPS]      (from the repository root; results in runs/variants/)
 set -euo pipefail
 STEPS=${1:-60}
-BASE=(--config examples/arithmetic/mix_entropy.yaml trainer.max_steps=$STEPS)
+BASE=(--config examples/arithmetic/curriculum.yaml trainer.max_steps=$STEPS)
 PY=${PYTHON:-.venv/bin/python}
 NO_ENTROPY=(algorithm.entropy.mode=none)
 # plain GRPO: symmetric clip 0.2, per-sequence mean then mean over sequences (the original GRPO loss)
