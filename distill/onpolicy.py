@@ -27,6 +27,7 @@ from typing import Any
 from distill.config import OnPolicyConfig
 from rl.config_io import build_arg_parser, run_cli
 from rl.session import RunInputs, Session, load_run_inputs
+from rl.tracking import eval_text
 
 
 @dataclass
@@ -247,7 +248,7 @@ def step_line(r: dict) -> str:
                  f"teacher+reward {r['time_teacher_reward_s']:.1f} train {r['time_train_s']:.1f} "
                  f"sync {r['time_sync_s']:.2f})")
     line = " ".join(parts)
-    return line + (f" eval_acc {r['eval_accuracy']:.3f}" if "eval_accuracy" in r else "")
+    return line + eval_text(r)
 
 
 if __name__ == "__main__":

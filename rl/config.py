@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rewards.settings import RewardConfig  # a `rewards:` entry is defined with the rewards
 
@@ -298,15 +298,46 @@ class AlgorithmConfig(Strict):
     """Overlong masking (DAPO): completions cut at the token limit carry no loss."""
 
 
-class EvalConfig(Strict):
+class EvalSetConfig(Strict):
+    """One held-out set of a run's `eval.data` list."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    """Label of the set: its accuracy is logged as `eval_accuracy/<name>`."""
     data: str
     """Held-out prompts (same formats as `data.train`)."""
+    system_prompt: str | None = None
+    """System message prepended to this set's prompts that have none. Unset: `data.system_prompt`; null: none
+    (the chat template's own default), e.g. to check that a skill trained with a scaffold holds without it."""
+
+
+class EvalConfig(Strict):
+    data: str | list[EvalSetConfig]
+    """Held-out prompts (same formats as `data.train`, rendered with `data.system_prompt`), or several sets, each
+    `{name, data, system_prompt}`: every set is evaluated, its accuracy logged as `eval_accuracy/<name>`, and
+    `eval_accuracy` is the first set's."""
     every: int = Field(0, ge=0)
     """Evaluate every this many steps (0 = only before and after training)."""
     max_prompts: int = Field(200, ge=1)
     """Evaluate at most this many prompts (the first ones, for comparability)."""
     max_new_tokens: int | None = Field(None, ge=1)
     """Completion budget at evaluation (default: `rollout.max_new_tokens`)."""
+
+    @field_validator("data")
+    @classmethod
+    def _unique_names(cls, data: str | list[EvalSetConfig]) -> str | list[EvalSetConfig]:
+        if isinstance(data, list):
+            if not data:
+                raise ValueError("eval.data is an empty list: give a file, or at least one {name, data} set")
+            names = [s.name for s in data]
+            if dupes := sorted({n for n in names if names.count(n) > 1}):
+                raise ValueError(f"eval.data: set names must be unique, {', '.join(dupes)} appears more than once")
+        return data
+
+    def sets(self, system_prompt: str | None) -> list[EvalSetConfig]:
+        """The held-out sets; a single file is one set named `""` with the training `system_prompt`."""
+        if isinstance(self.data, str):
+            return [EvalSetConfig.model_construct(name="", data=self.data, system_prompt=system_prompt)]
+        return self.data
 
 
 class ClusterConfig(Strict):
@@ -379,6 +410,16 @@ class RunConfig(Strict):
                              "ratio; use mis_seq or tis")
         if self.eval is not None and not self.rewards:
             raise ValueError("eval needs `rewards`: held-out accuracy is the mean of the first reward")
+        return self
+
+    @model_validator(mode="after")
+    def _eval_sets_inherit_system_prompt(self) -> RunConfig:
+        """An eval set that does not set `system_prompt` gets `data.system_prompt` (written out explicitly, so the
+        run directory's config.yaml says what each set was rendered with)."""
+        if self.eval is not None and isinstance(self.eval.data, list):
+            for s in self.eval.data:
+                if "system_prompt" not in s.model_fields_set:
+                    s.system_prompt = self.data.system_prompt
         return self
 
     @model_validator(mode="after")

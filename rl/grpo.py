@@ -21,6 +21,8 @@ from rl.config import GRPOConfig
 from rl.config_io import build_arg_parser, run_cli
 from rl.models import check_model_path, resolve_model_path
 from rl.session import RunInputs, Session, load_run_inputs
+from rl.rollout.multiturn import tool_metrics
+from rl.tracking import eval_text
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -229,17 +231,6 @@ def step_metrics(rewards, n: int, completions: list, modes: list[str], train: di
     return record
 
 
-def tool_metrics(trajectories: list) -> dict[str, float]:
-    """Multi-turn rollouts: model turns, tool calls and tool seconds per trajectory, the share of calls that got
-    an error response (unknown tool, bad arguments, exception, timeout), and of trajectories that called a tool."""
-    count = len(trajectories)
-    calls = sum(t.tool_calls for t in trajectories)
-    return {"tools/turns_mean": sum(t.turns for t in trajectories) / count, "tools/calls_mean": calls / count,
-            "tools/call_rate": sum(t.tool_calls > 0 for t in trajectories) / count,
-            "tools/error_rate": sum(t.tool_errors for t in trajectories) / calls if calls else 0.0,
-            "tools/time_s_mean": sum(t.tool_time_s for t in trajectories) / count}
-
-
 def step_line(r: dict) -> str:
     """The console line of one step."""
     line = (f"step {r['step']}: reward {_num(r['reward_mean'])}±{_num(r['reward_std'])} entropy {_num(r['entropy'])} "
@@ -251,7 +242,7 @@ def step_line(r: dict) -> str:
         line += f" unscored {r['reward/unscored_frac']:.0%}"
     if "tools/calls_mean" in r:
         line += f" tools {r['tools/calls_mean']:.2f}/sample (err {r['tools/error_rate']:.0%})"
-    return line + (f" eval_acc {r['eval_accuracy']:.3f}" if "eval_accuracy" in r else "")
+    return line + eval_text(r)
 
 
 def _num(value: float | None) -> str:

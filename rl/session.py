@@ -27,9 +27,10 @@ class RunInputs:
     """Everything a run reads, validated before any model loads."""
 
     rows: list[dict]
-    eval_rows: list[dict]
+    eval_rows: list[list[dict]]
+    """The rows of each held-out set (`eval.data`), in order; none without `eval`."""
     rewards: Any  # rewards.WeightedRewards (an empty sum when `rewards:` is empty)
-    prompts: tuple[PromptSet, PromptSet] | None = None
+    prompts: tuple[PromptSet, list[PromptSet]] | None = None
     """The training and held-out prompts, rendered and tokenized, when the tokenizer was on disk at pre-flight."""
     tool_use: Any = None
     """`rl.rollout.multiturn.ToolUse` when `rollout.tools` / `rollout.environment` are set: multi-turn rollouts."""
@@ -47,17 +48,19 @@ def load_tokenizer(cfg: RunConfig, model_path: str) -> Any:
     return tokenizer
 
 
-def encode_run_prompts(cfg: RunConfig, tokenizer: Any, rows: list[dict], eval_rows: list[dict],
-                       tool_use: Any = None) -> tuple[PromptSet, PromptSet]:
+def encode_run_prompts(cfg: RunConfig, tokenizer: Any, rows: list[dict], eval_rows: list[list[dict]],
+                       tool_use: Any = None) -> tuple[PromptSet, list[PromptSet]]:
     """Training and held-out prompts rendered (with the tools' schemas, if any) and tokenized
-    (`rl.data.encode_prompts`): a prompt over `data.max_prompt_tokens` is a DataError naming the file and the
-    row; tools with a chat template that cannot render tool turns are a ValueError."""
+    (`rl.data.encode_prompts`), each held-out set with its own system prompt: a prompt over
+    `data.max_prompt_tokens` is a DataError naming the file and the row; tools with a chat template that cannot
+    render tool turns are a ValueError."""
     tools = tool_use.schemas if tool_use else None
     if tool_use:
         tool_use.bind(tokenizer, enable_thinking=False if cfg.data.think_mode == "no_think" else None)
+    sets = cfg.eval.sets(cfg.data.system_prompt) if cfg.eval else []
     return (encode_prompts(rows, tokenizer, cfg.data, seed=cfg.trainer.seed, source=cfg.data.train, tools=tools),
-            encode_prompts(eval_rows, tokenizer, cfg.data, seed=cfg.trainer.seed,
-                           source=cfg.eval.data if cfg.eval else "", tools=tools))
+            [encode_prompts(set_rows, tokenizer, cfg.data.model_copy(update={"system_prompt": s.system_prompt}),
+                            seed=cfg.trainer.seed, source=s.data, tools=tools) for s, set_rows in zip(sets, eval_rows)])
 
 
 def load_run_inputs(cfg: RunConfig, model_path: str | None = None) -> RunInputs:
@@ -76,9 +79,9 @@ def load_run_inputs(cfg: RunConfig, model_path: str | None = None) -> RunInputs:
     from rl.rollout.multiturn import ToolUse
 
     rows = load_rows(cfg.data.train)
-    eval_rows = load_rows(cfg.eval.data)[: cfg.eval.max_prompts] if cfg.eval else []
+    eval_rows = [load_rows(s.data)[: cfg.eval.max_prompts] for s in cfg.eval.sets(None)] if cfg.eval else []
     tool_use = ToolUse.load(cfg.rollout)
-    scoring = rewards.from_config(cfg.rewards, [rows, eval_rows],
+    scoring = rewards.from_config(cfg.rewards, [rows, *eval_rows],
                                   extra=[tool_use.environment_reward()] if tool_use and tool_use.has_environment_reward
                                   else [])
     local = _local_model_dir(model_path)
@@ -151,8 +154,8 @@ class Session:
         self.console = console()
         self.tokenizer = load_tokenizer(cfg, model_path)
         self.tool_use = inputs.tool_use
-        self.train_set, self.eval_set = inputs.prompts or encode_run_prompts(cfg, self.tokenizer, inputs.rows,
-                                                                             inputs.eval_rows, self.tool_use)
+        self.train_set, self.eval_sets = inputs.prompts or encode_run_prompts(cfg, self.tokenizer, inputs.rows,
+                                                                              inputs.eval_rows, self.tool_use)
         if inputs.prompts and self.tool_use:
             self.tool_use.bind(self.tokenizer, enable_thinking=False if cfg.data.think_mode == "no_think" else None)
         self.budget = None
@@ -193,7 +196,7 @@ class Session:
         # colocated on GPUs, vLLM engines free their memory while the learner trains (not while they prefetch)
         self.engines_sleep = (self.placement.engines_share_gpus and cfg.rollout.backend == "vllm"
                               and cfg.rollout.max_staleness == 0)
-        longest = max(len(p) for p in self.train_set.ids + self.eval_set.ids)
+        longest = max(len(p) for p in self.train_set.ids + [q for s in self.eval_sets for q in s.ids])
         eval_tokens = (cfg.eval.max_new_tokens or 0) if cfg.eval else 0
         self.rollout = RolloutGroup(cfg.rollout.workers, cfg.rollout.backend, engine_kwargs(
             cfg.rollout, model_path=model_path, dtype=model.dtype, seed=cfg.trainer.seed,
@@ -395,15 +398,29 @@ class Session:
         return self._prefetcher.submit(fn, *args)
 
     def evaluate(self) -> dict[str, float]:
-        """Greedy completion of the held-out prompts; accuracy = mean of the first reward (0/1 rewards → accuracy)."""
+        """Greedy completion of the held-out prompts, every set in one generate call; accuracy = mean of the first
+        reward (0/1 rewards → accuracy): `eval_accuracy/<name>` per named set, `eval_accuracy` the first set's;
+        with tools also `eval_tools/call_rate` etc. (`tool_metrics`)."""
         from rl.rollout import SamplingSpec
+        from rl.rollout.multiturn import tool_metrics
 
         cfg = self.cfg
         spec = SamplingSpec(n=1, max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens, temperature=0.0)
-        completions = self.sample(self.eval_set.ids, spec, self.eval_set.rows)
-        scores = self.score(self.eval_set, list(range(len(completions))), completions, step=-1)
-        return {"eval_accuracy": scores.metrics[f"reward/{self.rewards.primary}/mean"],
-                "eval_response_len_mean": sum(len(c.token_ids) for c in completions) / len(completions)}
+        completions = self.sample([q for s in self.eval_sets for q in s.ids], spec,
+                                  [row for s in self.eval_sets for row in s.rows])
+        record: dict[str, float] = {}
+        for eval_set, spec_set in zip(self.eval_sets, cfg.eval.sets(cfg.data.system_prompt)):
+            done, completions = completions[: len(eval_set.ids)], completions[len(eval_set.ids):]
+            scores = self.score(eval_set, list(range(len(done))), done, step=-1)
+            metrics = {"eval_accuracy": scores.metrics[f"reward/{self.rewards.primary}/mean"],
+                       "eval_response_len_mean": sum(len(c.token_ids) for c in done) / len(done)}
+            if self.tool_use:
+                metrics.update({f"eval_{k}": v for k, v in tool_metrics(done).items()})
+            for key, value in metrics.items():
+                record.setdefault(key, value)
+                if spec_set.name:
+                    record[f"{key}/{spec_set.name}"] = value
+        return record
 
     def save(self, step: int) -> None:
         """A checkpoint of the learner (HF model directory + training state) and the data cursor."""

@@ -75,7 +75,8 @@ def plot_curves(records: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_r, ax_h) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, label in (("reward_mean", "train reward"), ("eval_accuracy", "held-out accuracy")):
+    evals = [(k, "held-out accuracy" + (f" ({k.split('/', 1)[1]})" if "/" in k else "")) for k in eval_keys(records)]
+    for key, label in (("reward_mean", "train reward"), *evals):
         points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
         if points:
             ax_r.plot(*zip(*points), marker="o" if key.startswith("eval") else None, label=label)
@@ -126,9 +127,29 @@ def progress_bar(out: Any) -> Any:
                     TimeRemainingColumn(), console=out, transient=False)
 
 
+def eval_keys(records: list[dict[str, Any]]) -> list[str]:
+    """The held-out accuracy keys of a run: `eval_accuracy/<name>` per named set, else `eval_accuracy`."""
+    keys = list(dict.fromkeys(k for r in records for k in r if k.startswith("eval_accuracy/")))
+    return keys or ["eval_accuracy"]
+
+
 def eval_summary(records: list[dict[str, Any]]) -> str | None:
-    """The line `held-out accuracy: first (step a) → last (step b)`, when the run evaluated at least twice."""
-    evals = [(r["step"], r["eval_accuracy"]) for r in records if r.get("eval_accuracy") is not None]
-    if len(evals) < 2:
-        return None
-    return f"held-out accuracy: {evals[0][1]:.3f} (step {evals[0][0]}) → {evals[-1][1]:.3f} (step {evals[-1][0]})"
+    """The line `held-out accuracy: first (step a) → last (step b)` (one per held-out set), when the run evaluated
+    at least twice."""
+    lines = []
+    for key in eval_keys(records):
+        evals = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+        if len(evals) < 2:
+            return None
+        name = f" ({key.split('/', 1)[1]})" if "/" in key else ""
+        lines.append(f"held-out accuracy{name}: {evals[0][1]:.3f} (step {evals[0][0]}) → {evals[-1][1]:.3f} "
+                     f"(step {evals[-1][0]})")
+    return "\n".join(lines)
+
+
+def eval_text(r: dict[str, Any]) -> str:
+    """` eval_acc 0.650`, or per held-out set: ` eval_acc scaffold 0.650 plain 0.600`; empty if not evaluated."""
+    per_set = [(k.split("/", 1)[1], v) for k, v in r.items() if k.startswith("eval_accuracy/")]
+    if per_set:
+        return " eval_acc " + " ".join(f"{name} {v:.3f}" for name, v in per_set)
+    return f" eval_acc {r['eval_accuracy']:.3f}" if "eval_accuracy" in r else ""

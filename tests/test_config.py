@@ -152,3 +152,36 @@ def test_unknown_reward_fails_fast(tmp_path: Path, make_config) -> None:
     out = _cli("--config", str(make_config()), "rewards=[{name: boxed_intt}]")
     assert out.returncode == 2
     assert "rewards.0: unknown reward name 'boxed_intt' — did you mean 'boxed_int'?" in out.stderr
+
+
+def test_eval_sets_inherit_or_override_the_system_prompt(tmp_path: Path) -> None:
+    """`eval.data` as a list of sets: a set without `system_prompt` gets `data.system_prompt`, `null` means none;
+    the resolved config writes each set's system prompt out, so reloading it means the same."""
+    from rl.config_io import dump_config
+
+    base = ["output_dir=x", "model.path=m", "data.train=d.jsonl", "trainer.max_steps=1", "rewards=[{name: boxed_int}]",
+            "data.system_prompt=Be brief."]
+    sets = "eval.data=[{name: scaffold, data: t.jsonl}, {name: plain, data: t.jsonl, system_prompt: null}, " \
+           "{name: other, data: t.jsonl, system_prompt: Hi.}]"
+    cfg = load_config(GRPOConfig, None, [*base, sets])
+    assert [(s.name, s.system_prompt) for s in cfg.eval.data] == [
+        ("scaffold", "Be brief."), ("plain", None), ("other", "Hi.")]
+    assert [s.system_prompt for s in cfg.eval.sets(cfg.data.system_prompt)] == ["Be brief.", None, "Hi."]
+    dump_config(cfg, tmp_path / "resolved.yaml")
+    again = load_config(GRPOConfig, tmp_path / "resolved.yaml", ["data.system_prompt=Changed."])
+    assert [s.system_prompt for s in again.eval.data] == ["Be brief.", None, "Hi."]
+    single = load_config(GRPOConfig, None, [*base, "eval.data=t.jsonl"])
+    assert [(s.name, s.data, s.system_prompt) for s in single.eval.sets(single.data.system_prompt)] == [
+        ("", "t.jsonl", "Be brief.")]
+
+
+@pytest.mark.parametrize("sets, message", [
+    ("[]", "empty list"),
+    ("[{name: a, data: t.jsonl}, {name: a, data: u.jsonl}]", "a appears more than once"),
+    ("[{name: 'a b', data: t.jsonl}]", "name"),
+])
+def test_bad_eval_sets_name_the_key(sets: str, message: str) -> None:
+    with pytest.raises(ConfigError, match="eval.data") as e:
+        load_config(GRPOConfig, None, ["output_dir=x", "model.path=m", "data.train=d.jsonl", "trainer.max_steps=1",
+                                       "rewards=[{name: boxed_int}]", f"eval.data={sets}"])
+    assert message in str(e.value)

@@ -150,3 +150,27 @@ def test_cli_other_variants_run(make_config, tmp_path: Path) -> None:
     assert [r["step"] for r in records] == [1, 2, 3]
     assert all(r["entropy_coef"] == 0.01 and "kl_reward_penalty" in r and "dual_clip_frac" in r for r in records)
     assert records[0]["kl_reward_penalty"] == pytest.approx(0.0, abs=0.05)  # sampler ≈ reference at step 1
+
+
+def test_cli_evaluates_every_held_out_set_with_its_own_system_prompt(make_config, toy_data: Path,
+                                                                     tmp_path: Path) -> None:
+    """`eval.data` as two sets of the same rows: one rendered with the training system prompt (it holds a marker),
+    one with none. The first reward says which prompts carried the marker, so the per-set accuracies are exact."""
+    config = make_config(
+        trainer={"max_steps": 2, "save_every": 2},
+        data={"system_prompt": "MARKER: answer with digits."},
+        rewards=[{"fn": f"{TESTS / 'toy_reward.py'}:rendered_with_marker"},
+                 {"fn": f"{TESTS / 'toy_reward.py'}:digit_fraction"}],
+        eval={"data": [{"name": "scaffold", "data": str(toy_data)},
+                       {"name": "plain", "data": str(toy_data), "system_prompt": None}],
+              "every": 1, "max_prompts": 6, "max_new_tokens": 4})
+    out = _run(config)
+    assert out.returncode == 0, out.stderr[-3000:]
+    evals = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in evals if "eval_accuracy" in r]
+    assert [r["step"] for r in evals] == [0, 1, 2]
+    for r in evals:
+        assert r["eval_accuracy/scaffold"] == 1.0 and r["eval_accuracy/plain"] == 0.0
+        assert r["eval_accuracy"] == r["eval_accuracy/scaffold"]  # the first set's, for single-set tools
+        assert 1 <= r["eval_response_len_mean/plain"] <= 4
+    assert "eval_acc scaffold 1.000 plain 0.000" in out.stdout

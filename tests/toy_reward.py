@@ -30,3 +30,9 @@ def grader_down(prompts, completions, **columns):
 def broken(prompts, completions, **columns):
     """A user reward with a bug."""
     return [len(c) / 0 for c in completions]
+
+
+def rendered_with_marker(prompts, completions, rendered_prompt, **columns):
+    """1 where the prompt was rendered with a system prompt containing `MARKER`, else 0 (whatever the model wrote):
+    tells which system prompt each held-out set was rendered with."""
+    return [float("MARKER" in p) for p in rendered_prompt]

@@ -2,7 +2,16 @@
 
 train.jsonl: additions with 1- and 2-digit operands (a curriculum: the 1-digit ones give early reward signal).
 test.jsonl: held-out 2-digit + 2-digit additions whose (a, b) pairs never appear in train.
-Each row: {"prompt": [{"role": "user", "content": ...}], "answer": int, "a": int, "b": int, "digits": int}.
+train_mix.jsonl: the rows of train.jsonl, a seeded half of them with the demo's scaffold (`SYSTEM`, a worked
+example) as their own system turn, the other half with none (the chat template's default system prompt): trained
+on both, the skill holds without the scaffold (examples/arithmetic/README.md). Use it with `data.system_prompt`
+unset, so that the rows without a system turn keep the template's default.
+train_curriculum.jsonl: train_mix.jsonl with its first `SCAFFOLD_FIRST` rows all scaffolded: read in file order
+(`data.shuffle: false`), the first 20 steps of 8 prompts learn the skill with the worked example, the rest keep it
+with and without (trained on the mix from the start, the unscaffolded prompts learn `\\boxed{12}` for every sum:
+the format reward without the skill; examples/arithmetic/README.md).
+Each row: {"prompt": [{"role": "user", "content": ...}], "answer": int, "a": int, "b": int, "digits": int}
+(train_mix and train_curriculum add "scaffold": bool).
 """
 
 from __future__ import annotations
@@ -13,6 +22,8 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 PROMPT = "What is {a} + {b}? Put the final answer in \\boxed{{}}."
+SCAFFOLD_FIRST = 160
+SYSTEM = "Solve the addition and give the result in \\boxed{}. Example: What is 12 + 34? 12 + 34 = 46. \\boxed{46}"
 
 
 def row(a: int, b: int) -> dict:
@@ -32,7 +43,17 @@ def main(seed: int = 0, test_size: int = 200, train_two_digit: int = 1800) -> No
     for name, pairs in (("train", train), ("test", test)):
         with (HERE / f"{name}.jsonl").open("w") as f:
             f.writelines(json.dumps(row(a, b)) + "\n" for a, b in pairs)
-    print(f"train: {len(train)} rows, test: {len(test)} rows (2-digit, disjoint from train)")
+    scaffold_rng = random.Random(seed + 1)  # its own generator: train.jsonl and test.jsonl stay as they were
+    draws = [scaffold_rng.random() < 0.5 for _ in train]
+    for name, first in (("train_mix", 0), ("train_curriculum", SCAFFOLD_FIRST)):
+        with (HERE / f"{name}.jsonl").open("w") as f:
+            for i, ((a, b), drawn) in enumerate(zip(train, draws)):
+                r, scaffold = row(a, b), drawn or i < first
+                if scaffold:
+                    r["prompt"] = [{"role": "system", "content": SYSTEM}, *r["prompt"]]
+                f.write(json.dumps({**r, "scaffold": scaffold}) + "\n")
+    print(f"train: {len(train)} rows, test: {len(test)} rows (2-digit, disjoint from train), train_mix and train_curriculum:"
+          f" {len(train)} rows each (about half with the scaffold system prompt)")
 
 
 if __name__ == "__main__":

@@ -208,6 +208,17 @@ def _answer_calls(calling: list[tuple[_Active, list]], runner: Any, turns: ToolT
         a.out.messages += [{"role": "tool", "name": call.name or "", "content": r.content} for call, r in answered]
 
 
+def tool_metrics(trajectories: list) -> dict[str, float]:
+    """Multi-turn rollouts: model turns, tool calls and tool seconds per trajectory, the share of calls that got
+    an error response (unknown tool, bad arguments, exception, timeout), and of trajectories that called a tool."""
+    count = len(trajectories)
+    calls = sum(t.tool_calls for t in trajectories)
+    return {"tools/turns_mean": sum(t.turns for t in trajectories) / count, "tools/calls_mean": calls / count,
+            "tools/call_rate": sum(t.tool_calls > 0 for t in trajectories) / count,
+            "tools/error_rate": sum(t.tool_errors for t in trajectories) / calls if calls else 0.0,
+            "tools/time_s_mean": sum(t.tool_time_s for t in trajectories) / count}
+
+
 class ToolUse:
     """A run's tools (`rollout.tools`, `rollout.environment`): their schemas for the prompts, the runner, and the
     multi-turn sampling of a batch of rows. Built at pre-flight (`load`: bad specs fail before any model loads),
