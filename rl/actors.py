@@ -160,12 +160,26 @@ class LearnerGroup:
 
 @ray.remote(num_cpus=0)
 def _free_address() -> tuple[str, int]:
-    """This node's address and a free port: where learner rank 0 opens the process group."""
+    """This node's address and a free port: where learner rank 0 opens the process group. The port is drawn
+    between Ray's worker ports (below 20000) and the kernel's ephemeral range: a port from `bind(0)` is
+    ephemeral, and in the moment between this check and rank 0's bind the kernel can hand it to any outgoing
+    connection (EADDRINUSE at rendezvous, seen in CI)."""
+    import random
     import socket
 
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return ray.util.get_node_ip_address(), s.getsockname()[1]
+    try:
+        ephemeral_low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    candidates = random.sample(range(20000, ephemeral_low), min(64, max(ephemeral_low - 20000, 0)))
+    for port in candidates + [0]:
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+            return ray.util.get_node_ip_address(), s.getsockname()[1]
+    raise RuntimeError("no free TCP port for the learners' process group")
 
 
 def start_learner(*args: Any, learners: int = 1, placement: Any = None, num_workers: int = 1,
