@@ -10,8 +10,11 @@ import importlib.util
 import inspect
 import re
 import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import TypeAdapter, ValidationError
 
 from rewards import ifeval, rules
 from rewards.boxed import boxed_format, boxed_int_match
@@ -70,7 +73,7 @@ def load_reward_fn(name: str | None = None, fn: str | None = None) -> RewardFn:
             hint = f" — did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"unknown reward name {name!r}{hint} (built-ins: {', '.join(sorted(BUILTINS))})")
         return BUILTINS[name]
-    func = _import_function(fn)
+    func = import_function(fn)
     check_signature(func, fn, {})
     return func
 
@@ -84,20 +87,22 @@ def function_spec(
     kwargs = dict(kwargs or {})
     ref = name or fn
     if name is not None:
-        _check_builtin_kwargs(func, name, kwargs)
+        kwargs = _check_builtin_kwargs(func, name, kwargs)
     check_signature(func, ref, kwargs)
     label = label or name or fn.rpartition(":")[2]
     return RewardSpec(label, func, weight, kwargs, on_error, needed_columns(func, kwargs))
 
 
-def _import_function(ref: str) -> RewardFn:
+def import_function(ref: str, what: str = "reward fn") -> RewardFn:
+    """The callable named by `package.module:function` or `path/to/file.py:function` (`what` names it in errors:
+    a reward function, a code checker)."""
     target, sep, attr = ref.rpartition(":")
     if not sep or not target or not attr:
-        raise ValueError(f"reward fn {ref!r} must look like `package.module:function` or `path/to/file.py:function`")
+        raise ValueError(f"{what} {ref!r} must look like `package.module:function` or `path/to/file.py:function`")
     if target.endswith(".py"):
         path = Path(target)
         if not path.is_file():
-            raise ValueError(f"reward fn {ref!r}: file {target!r} not found")
+            raise ValueError(f"{what} {ref!r}: file {target!r} not found")
         module_name = "user_reward_" + re.sub(r"\W", "_", str(path.resolve()))
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)
@@ -105,16 +110,23 @@ def _import_function(ref: str) -> RewardFn:
         try:
             spec.loader.exec_module(module)
         except Exception as e:
-            raise ValueError(f"reward fn {ref!r}: importing {target!r} failed: {type(e).__name__}: {e}") from None
+            raise ValueError(f"{what} {ref!r}: importing {target!r} failed: {type(e).__name__}: {e}") from None
     else:
         try:
             module = importlib.import_module(target)
         except ImportError as e:
-            raise ValueError(f"reward fn {ref!r}: cannot import module {target!r} ({e})") from None
+            raise ValueError(f"{what} {ref!r}: cannot import module {target!r} ({e})") from None
     func = getattr(module, attr, None)
     if not callable(func):
-        raise ValueError(f"reward fn {ref!r}: {target!r} has no function {attr!r}")
+        raise ValueError(f"{what} {ref!r}: {target!r} has no function {attr!r}")
     return func
+
+
+def absolute_ref(ref: str) -> str:
+    """`file.py:function` with the file's absolute path (a Ray worker's working directory may differ);
+    a `module:function` reference unchanged."""
+    target, _, attr = ref.rpartition(":")
+    return f"{Path(target).resolve()}:{attr}" if target.endswith(".py") else ref
 
 
 def check_signature(func: RewardFn, ref: str, kwargs: dict) -> None:
@@ -130,8 +142,10 @@ def check_signature(func: RewardFn, ref: str, kwargs: dict) -> None:
         ) from None
 
 
-def _check_builtin_kwargs(func: RewardFn, name: str, kwargs: dict) -> None:
-    """Built-ins swallow columns with `**columns`, so a misspelt option would pass silently: check names."""
+def _check_builtin_kwargs(func: RewardFn, name: str, kwargs: dict) -> dict:
+    """Built-ins swallow columns with `**columns`, so a misspelt option would pass silently: check names. Each
+    value is validated (and coerced: YAML reads `1e-6` as a string) by pydantic against the option's annotation,
+    which may carry a validator of its own (the code reward's `checker` is loaded here)."""
     params = inspect.signature(func).parameters
     options = [p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY and p not in DRIVER_COLUMNS]
     for key in kwargs:
@@ -139,6 +153,16 @@ def _check_builtin_kwargs(func: RewardFn, name: str, kwargs: dict) -> None:
             close = difflib.get_close_matches(key, options, n=1)
             hint = f" — did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"reward {name!r} has no option {key!r}{hint} (options: {', '.join(options) or 'none'})")
+    hints = typing.get_type_hints(func, include_extras=True)
+    checked = {}
+    for key, value in kwargs.items():
+        try:
+            checked[key] = TypeAdapter(hints[key]).validate_python(value) if key in hints else value
+        except ValidationError as e:
+            err = e.errors()[0]
+            why = err["ctx"]["error"] if err["type"] == "value_error" else err["msg"]
+            raise ValueError(f"reward {name!r} option {key}={value!r}: {why}") from None
+    return checked
 
 
 def needed_columns(func: RewardFn, kwargs: dict) -> tuple[str, ...]:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from pathlib import Path
 from typing import Any
 
-from rewards.base import load_reward_fn
+from rewards.base import absolute_ref, load_reward_fn
 
 
 class RewardWorker:
@@ -39,9 +38,7 @@ class RemoteReward:
     the first call)."""
 
     def __init__(self, name: str | None, fn: str | None):
-        if fn is not None and fn.rpartition(":")[0].endswith(".py"):
-            path, _, attr = fn.rpartition(":")
-            fn = f"{Path(path).resolve()}:{attr}"  # the worker's working directory may differ
+        fn = absolute_ref(fn) if fn is not None else None  # the worker's working directory may differ
         self.name, self.fn = name, fn
         self.__name__ = name or fn.rpartition(":")[2]
         self._actor = None

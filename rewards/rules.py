@@ -1,16 +1,21 @@
 """Rule-based built-in rewards: `math`, `code`, `format`, `overlong`, `length`.
 
 Each is a plain function under the contract; its keyword-only parameters are the options a config sets in
-`kwargs:` (checked by name before any model loads); options ending in `_column` name the dataset column read.
-Verifier outcomes that are not rewards (parse_error, timeout, error) come back as `Failed`, never as a score.
+`kwargs:`, checked before any model loads: by name, and by value against their annotations (pydantic, in
+`rewards.base`); options ending in `_column` name the dataset column read. Verifier outcomes that are not
+rewards (parse_error, timeout, error) come back as `Failed`, never as a score.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field
 
 from rewards.contract import Failed
 from rewards.text import after_thinking, completion_text, prompt_text, think_mode
@@ -18,7 +23,8 @@ from rewards.text import after_thinking, completion_text, prompt_text, think_mod
 
 def math_reward(
     prompts: list, completions: list, *, reference_column: str = "answer", question_column: str | None = None,
-    extract: Sequence[str] = ("boxed",), timeout: float = 5.0, workers: int | None = None, **columns: Any,
+    extract: Sequence[str] = ("boxed",), boxes: Literal["one", "each_part"] = "one", timeout: float = 5.0,
+    workers: int | None = None, **columns: Any,
 ) -> list:
     """1.0 if the final answer equals the reference (`verifiers.math`), else 0.0; None for rows without one.
 
@@ -26,6 +32,8 @@ def math_reward(
     question_column: the column with the question (default: the prompt's last user message), used to reject
         answers that merely restate the question.
     extract: answer extraction rules tried in order (`boxed`, `gsm8k`, `answer_is`, `last_number`).
+    boxes: several different `\\boxed{}` answers: `one` grades them wrong (a hedge); `each_part` reads them as
+        the parts of one answer, joined in order as a list (problems with several parts, each boxed).
     """
     from verifiers.math import verify_batch
 
@@ -34,7 +42,8 @@ def math_reward(
     idx = [i for i, r in enumerate(refs) if r is not None]
     verdicts = verify_batch(
         [completion_text(completions[i]) for i in idx], [str(refs[i]) for i in idx],
-        questions=[questions[i] for i in idx], extract=tuple(extract), timeout=timeout, workers=workers,
+        questions=[questions[i] for i in idx], extract=tuple(extract), boxes=boxes, timeout=timeout,
+        workers=workers,
     ) if idx else []
     out: list = [None] * len(completions)
     for i, v in zip(idx, verdicts):
@@ -42,14 +51,49 @@ def math_reward(
     return out
 
 
+@cache
+def load_checker(ref: str) -> Callable[[Any, Any, Any], bool]:
+    """The code checker named by `module:function` or `file.py:function`, loaded as user rewards are (once per
+    process: a Ray worker loads it again from the same reference)."""
+    from rewards.base import import_function  # rewards.base imports this module
+
+    func = import_function(ref, what="checker")
+    try:
+        inspect.signature(func).bind(None, None, None)
+    except TypeError as e:
+        raise ValueError(f"checker {ref!r} must accept (input, output, expected): {e}") from None
+    return func
+
+
+def _checker_ref(ref: str) -> str:
+    from rewards.base import absolute_ref
+
+    ref = absolute_ref(ref)
+    load_checker(ref)  # a missing file, module or function is a config error, before any model loads
+    return ref
+
+
+CheckerRef = Annotated[str, AfterValidator(_checker_ref)]
+
+
 def code(
     prompts: list, completions: list, *, tests_column: str = "tests", scoring: Literal["all", "fraction"] = "all",
-    timeout: float = 5.0, sandbox: str = "bwrap", workers: int | None = None, **columns: Any,
+    timeout: float = 5.0, sandbox: str = "bwrap", workers: int | None = None,
+    compare: Literal["lines", "tokens", "exact"] = "lines", case_insensitive: bool = False,
+    float_tol: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None, checker: CheckerRef | None = None,
+    **columns: Any,
 ) -> list:
     """Runs the completion's program against the row's tests in a sandbox (`verifiers.code`): 1.0 if all
     pass (`scoring: fraction`: the share that pass); None for rows without tests.
 
     tests_column: the column holding the tests dict (or its JSON text); formats in `verifiers.code`.
+    compare: how stdout is judged against the expected output: `lines` (trailing whitespace and blank lines
+        ignored), `tokens` (whitespace-separated tokens) or `exact`. A row's tests dict may set its own.
+    case_insensitive: compare case-folded (problems that accept `YES` / `yes`).
+    float_tol: two numeric tokens within this absolute or relative error are equal (e.g. `1.0e-6`).
+    checker: `module:function` or `path/to/file.py:function`, a `checker(input, output, expected) -> bool`
+        that replaces the comparison (problems with several valid outputs); loaded and checked before any
+        model loads. A checker that raises or returns a non-bool makes the sample `Failed`, not 0.
     """
     from verifiers.code import verify_batch
 
@@ -57,7 +101,8 @@ def code(
     idx = [i for i, t in enumerate(tests) if t is not None]
     verdicts = verify_batch(
         [completion_text(completions[i]) for i in idx], [tests[i] for i in idx], workers=workers,
-        scoring=scoring, timeout=timeout, sandbox=sandbox,
+        scoring=scoring, timeout=timeout, sandbox=sandbox, compare=compare, case_insensitive=case_insensitive,
+        float_tol=float_tol, checker=load_checker(checker) if checker else None,
     ) if idx else []
     out: list = [None] * len(completions)
     for i, v in zip(idx, verdicts):
