@@ -2,7 +2,10 @@
 
 Old vs new: `python benchmarks/verifiers.py --ab OLD_TREE [--rounds N]` runs each section alternately with the
 `verifiers` package of OLD_TREE (e.g. `git worktree add ../wt-old <commit>`) and of this checkout, and prints
-the medians and the ratio new / old of every metric.
+the medians and the ratio new / old of every metric. `--ab OLD_TREE --caller-cpu --rounds 30` instead loads both
+trees' `verifiers.math` into one process and measures the CPU time the caller spends per math verdict
+(extraction, normalization, the numeric path; no worker), interleaved round by round: the ratio to trust on a
+shared, noisy machine.
 
 Each section is one function registered in SECTIONS; it prints its own table and returns a dict of numbers.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 SECTIONS: dict = {}
 
@@ -283,16 +287,125 @@ def compare_trees(old: str, new: str, sections: list[str], rounds: int) -> dict:
     return table
 
 
+# Caller-side work per verdict (`_prepare`: no worker involved), on the workloads of bench_math and on the
+# single answers the equation rules touch. refs "distinct": the reference cache is cleared first (every
+# reference parsed once); "repeat": references already parsed, as in GRPO groups.
+_CALLER_WORKLOADS = {  # name: (kinds or a fixed (answer, reference) list, references distinct)
+    "boxed integers (56088, 56,088, x = N), refs distinct": (["int"], True),
+    "boxed integers, refs repeat": (["int"], False),
+    "plain 42 (right and wrong)": ([("42", "42"), ("41", "42")], False),
+    "labelled AB = 5 (right and wrong)": ([("AB = 5", "5"), ("AB = 6", "5")], False),
+    "x = 56088": ([("x = 56088", "56088")], False),
+    "fractions, refs distinct": (["frac"], True),
+    "numeric expressions, refs distinct": (["expr_numeric"], True),
+    "symbolic (caller side only), refs distinct": (["expr_symbolic"], True),
+}
+
+
+def _load_math(tree: str):
+    """`verifiers.math` of the checkout at `tree`, imported afresh (the other tree's modules are kept alive by
+    the module object returned earlier, which holds its own functions)."""
+    import importlib
+    import os
+    import sys
+
+    _math_api()  # drop this file's directory from sys.path
+    for name in [m for m in sys.modules if m == "verifiers" or m.startswith("verifiers.")]:
+        del sys.modules[name]
+    root = os.path.abspath(tree)
+    sys.path.insert(0, root)
+    try:
+        module = importlib.import_module("verifiers.math")
+    finally:
+        sys.path.remove(root)
+    assert module.__file__.startswith(root), module.__file__
+    return module
+
+
+def _caller_options(vm):
+    """The default options through the tree's own `_options` (its signature differs between commits)."""
+    import inspect
+
+    defaults = {"extract": ("boxed",), "boxes": "one", "timeout": 5.0, "rel_tol": 1e-6,
+                "max_answer_chars": 1000, "max_depth": 32}
+    return vm._options(**{k: v for k, v in defaults.items() if k in inspect.signature(vm._options).parameters})
+
+
+def _outcomes(vm, opts, pairs: list) -> list:
+    """(score, status) of each verdict decided in the caller; the worker task for the others."""
+    prepared = [vm._prepare(c, r, None, opts) for c, r in pairs]
+    return [(p.score, p.status) if isinstance(p, vm.Verdict) else p.key for p in prepared]
+
+
+def _caller_us(vm, opts, pairs: list, distinct: bool) -> float:
+    """CPU µs per `_prepare` call over `pairs`."""
+    import gc
+    import time
+
+    if distinct:
+        vm._reference.cache_clear()
+    else:
+        for c, r in pairs[:50]:
+            vm._prepare(c, r, None, opts)
+    gc.collect()
+    start = time.process_time()
+    for c, r in pairs:
+        vm._prepare(c, r, None, opts)
+    return 1e6 * (time.process_time() - start) / len(pairs)
+
+
+def compare_caller_cpu(old: str, new: str, rounds: int) -> dict:
+    """Caller CPU per math verdict, old vs new in one process, alternating which goes first each round; the
+    median of the per-round ratios new / old and their interquartile range. Verdicts are checked equal first
+    (except where the policy changed between the trees: those workloads are flagged)."""
+    import statistics
+
+    trees = {"old": _load_math(old), "new": _load_math(new)}
+    opts = {label: _caller_options(vm) for label, vm in trees.items()}
+    workloads = {}
+    for name, (spec, distinct) in _CALLER_WORKLOADS.items():
+        if isinstance(spec[0], tuple):
+            pairs = [(_MATH_FILLER.format(n=17, a=a), r) for a, r in spec] * (1000 // len(spec))
+        else:
+            pairs = list(zip(*_math_workload(spec, 1000, seed=7), strict=True))
+        same = _outcomes(trees["old"], opts["old"], pairs) == _outcomes(trees["new"], opts["new"], pairs)
+        workloads[name] = (pairs, distinct, same)
+    samples = {name: {"old": [], "new": []} for name in workloads}
+    for k in range(rounds):
+        order = ("old", "new") if k % 2 == 0 else ("new", "old")
+        for name, (pairs, distinct, _) in workloads.items():
+            for label in order:
+                samples[name][label].append(_caller_us(trees[label], opts[label], pairs, distinct))
+    table = {}
+    print(f"caller CPU per verdict, {rounds} interleaved rounds, µs (median) and new/old (median of per-round ratios)")
+    print(f"{'workload':<54}{'old':>8}{'new':>8}{'new/old':>9}{'IQR':>14}")
+    for name, v in samples.items():
+        ratios = [n / o for n, o in zip(v["new"], v["old"], strict=True)]
+        q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+        row = {"old_us": round(statistics.median(v["old"]), 1), "new_us": round(statistics.median(v["new"]), 1),
+               "ratio": round(statistics.median(ratios), 3), "iqr": [round(q1, 3), round(q3, 3)],
+               "same_verdicts": workloads[name][2]}
+        table[name] = row
+        flag = "" if row["same_verdicts"] else "  (verdicts differ: policy changed)"
+        print(f"{name:<54}{row['old_us']:>8}{row['new_us']:>8}{row['ratio']:>9}"
+              f"{f'{q1:.3f}-{q3:.3f}':>14}{flag}")
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", choices=sorted(SECTIONS), help="run one section only")
     parser.add_argument("--ab", metavar="OLD_TREE", help="compare with the verifiers of another checkout "
                         "(e.g. a `git worktree` of the commit before a change), alternating runs")
     parser.add_argument("--rounds", type=int, default=2, help="with --ab: runs of each tree per section")
+    parser.add_argument("--caller-cpu", action="store_true", help="with --ab: caller CPU per math verdict, both "
+                        "trees in one process, interleaved (use --rounds 30)")
     args = parser.parse_args()
+    if args.ab and args.caller_cpu:
+        new = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        print(json.dumps(compare_caller_cpu(args.ab, new, args.rounds), indent=2))
+        return
     if args.ab:
-        import os
-
         new = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         sections = [args.only] if args.only else sorted(SECTIONS)
         print(json.dumps(compare_trees(args.ab, new, sections, args.rounds), indent=2))

@@ -114,6 +114,34 @@ def test_a_worker_killed_from_outside_is_replaced():
     assert (v.score, v.status) == (1.0, "ok"), v
 
 
+PLAIN_ANSWERS = [
+    "5", "-5", "+5", "005", "0", "-0", "7", "1000", "1,000", "56088", "56,088", "56{,}088", "-56,088", "1,0000",
+    "12,34", "5 6", "x = 5", "x=5", "x = -5", "x = 56,088", "n = 7", "AB = 5", "AB=56088", "abc = 5", "e = 5",
+    "E = 5", "ee = 5", "eee = 7", "eA = 5", "x = 5 = 5", "x y = 5", "f(2) = 5", "9" * 120,
+]
+PLAIN_REFERENCES = [
+    "5", "-5", "+5", "0", "7", "1000", "56088", "56,088", "5.0", "0.5", "1.5\\times10^{3}", r"\frac{10}{2}", "10\\%",
+    r"2^{10}", r"\sqrt{25}", "2+3=5", "x = 5", "f(2) = 5", "AB = 5", r"\pi", r"5\text{ cm}", "$5$", r"\boxed{5}",
+    "x", "9" * 120,
+]
+
+
+def test_the_plain_integer_short_cut_gives_the_full_paths_verdict(monkeypatch):
+    """`_plain_integer` decides most answers (integers, `x = N`, `AB = N`) without the equation and evaluator
+    machinery; with it switched off, every verdict must be the same, detail included."""
+    from verifiers import math as vm
+
+    opts = vm._options(("boxed",), "one", 5.0, 1e-6, 1000, 32)
+    pairs = [(rf"so \boxed{{{a}}}.", r) for a in PLAIN_ANSWERS for r in PLAIN_REFERENCES]
+    decided = sum(vm._plain_integer(vm.normalize(a), vm._reference(r), a) is not None
+                  for a in PLAIN_ANSWERS for r in PLAIN_REFERENCES)
+    assert decided > len(pairs) // 3  # the short cut is taken, not only declined
+    fast = [vm._prepare(c, r, None, opts) for c, r in pairs]
+    monkeypatch.setattr(vm, "_plain_integer", lambda answer, ref, raw: None)
+    full = [vm._prepare(c, r, None, opts) for c, r in pairs]
+    assert [(p, f) for p, f, s in zip(pairs, full, fast, strict=True) if f != s] == []
+
+
 def test_importing_does_not_pull_in_heavy_or_toolkit_modules():
     code = (
         "import sys; from verifiers.math import verify;"

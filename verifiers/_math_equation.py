@@ -29,6 +29,11 @@ _SEP_RE = re.compile(r" ?(?:[-+]|\\cdot|\\times)? ?")
 _TEXT_GROUP_RE = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mbox|operatorname)\s*\{[^{}]*\}")
 _COMMAND_RE = re.compile(rf"\\(?!(?:{_GREEK})(?![A-Za-z]))[A-Za-z]+")
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_LETTER_RE = re.compile(r"[A-Za-z]")
+_ANY_COMMAND_RE = re.compile(r"\\[A-Za-z]+")
+_NAME_NOISE_RE = re.compile(r"[\s{}]")
+_LEADING_SIGN_RE = re.compile(r"^[-+] ?")
+_WRAPPING_TEXT_RE = re.compile(r"\\(?:text|textbf|textit|textrm|textsf|textnormal|mbox|mathrm)\s*\{")
 _OPEN, _CLOSE = "{([", "})]"
 MAX_LEFT = 100
 
@@ -69,7 +74,7 @@ def _top_level(s: str, sep: str) -> list[str] | None:
 def has_letters(side: str) -> bool:
     """Letters that are math (not `\\frac`, `\\pi`-free commands, or `\\text{cm}` units)."""
     side = _TEXT_GROUP_RE.sub(" ", side)
-    return re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", " ", side)) is not None
+    return _LETTER_RE.search(_ANY_COMMAND_RE.sub(" ", side)) is not None
 
 
 def _names(side: str) -> list[re.Match]:
@@ -80,7 +85,7 @@ def _names(side: str) -> list[re.Match]:
 
 def _canonical(m: re.Match) -> str:
     text = m.group("special") or m.group("symbol")
-    return re.sub(r"[\s{}]", "", text).casefold()
+    return _NAME_NOISE_RE.sub("", text).casefold()
 
 
 def _split_label(lhs: str) -> list[re.Match] | None:
@@ -88,7 +93,7 @@ def _split_label(lhs: str) -> list[re.Match] | None:
     if len(lhs) > MAX_LEFT:
         return None
     names, pos = [], 0
-    lhs = re.sub(r"^[-+] ?", "", lhs)
+    lhs = _LEADING_SIGN_RE.sub("", lhs)
     while pos < len(lhs):
         if names:
             sep = _SEP_RE.match(lhs, pos)
@@ -133,7 +138,7 @@ def split_equation(s: str) -> Equation | None:
 
 def strip_wrapping_text(s: str) -> str:
     """`\\textbf{5 cm}` → `5 cm`: a text command that wraps the whole answer."""
-    m = re.match(r"\\(?:text|textbf|textit|textrm|textsf|textnormal|mbox|mathrm)\s*\{", s)
+    m = _WRAPPING_TEXT_RE.match(s)
     if m and matching_brace(s, m.end() - 1) == len(s) - 1:
         return s[m.end() : -1].strip()
     return s

@@ -29,6 +29,8 @@ _GSM8K_RE = re.compile(r"####[ \t]*([^\n]*)")
 _ANSWER_IS_RE = re.compile(r"(?:final\s+answer|answer)\s*(?:\*\*)?\s*(?:is\b|:|=)\s*:?", re.IGNORECASE)
 _LAST_NUMBER_RE = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
 _CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd\ud800-\udfff]")
+_TOKEN_RE = re.compile(r"[^\s$]*")
+_WHITESPACE_RE = re.compile(r"\s+")
 
 
 def matching_brace(text: str, start: int) -> int:
@@ -66,7 +68,7 @@ def boxed_contents(text: str) -> list[str]:
             out.append(text[i + 1 : end])
             pos = end + 1
         else:  # `\boxed 42`: one whitespace-delimited token
-            token = re.match(r"[^\s$]*", text[i:]).group(0)
+            token = _TOKEN_RE.match(text, i).group(0)
             out.append(token)
             pos = i + len(token)
     return [_unwrap_boxes(c).strip() for c in out]
@@ -87,7 +89,7 @@ def _unwrap_boxes(s: str) -> str:
 
 def squash(s: str) -> str:
     """Whitespace-free form used to compare two answers as text."""
-    return re.sub(r"\s+", "", s).rstrip(".")
+    return _WHITESPACE_RE.sub("", s).rstrip(".")
 
 
 def _rule_boxed(text: str, boxes_policy: str = "one") -> str | None:
@@ -221,6 +223,10 @@ _CONNECTIVE_RE = re.compile(rf"(?:,\s*)?\\(?:{_TEXT_CMDS})\s*\{{\s*,?\s*(?:or|an
 _TEXT_LETTER_RE = re.compile(r"\\(?:mathbf|mathit|boldsymbol|bm)\s*\{\s*([A-Za-z])\s*\}|\\mathrm\s*\{\s*([eid])\s*\}")
 _DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _SPACING_RE = re.compile(r"\\[,;: ]|~|\\(?:displaystyle|textstyle|left|right)(?![A-Za-z])")
+_THOUSANDS_SPACE_RE = re.compile(r"(?<=\d),\\!\s*(?=\d{3}(?!\d))")
+_SQRT_PAREN_RE = re.compile(r"\\sqrt\s*\(")
+_SQRT_DIGIT_RE = re.compile(r"\\sqrt\s*(\d)")
+FRAC_DIGITS_RE = re.compile(r"\\frac\s*(\d)\s*(\d)(?!\d)")  # TeX: \frac34 is \frac{3}{4}
 
 
 def _strip_delims(s: str) -> str:
@@ -240,7 +246,7 @@ def _sqrt_parens(s: str) -> str:
     """`\\sqrt(2)` → `\\sqrt{2}` (math-verify drops the argument and reads `4\\sqrt(2)` as 4)."""
     out = []
     pos = 0
-    for m in re.finditer(r"\\sqrt\s*\(", s):
+    for m in _SQRT_PAREN_RE.finditer(s):
         if m.start() < pos:
             continue
         depth, j = 0, m.end() - 1
@@ -258,18 +264,19 @@ def _sqrt_parens(s: str) -> str:
 
 def normalize(s: str) -> str:
     """Light, meaning-preserving LaTeX clean-up shared by every comparison path."""
-    for k, v in _UNICODE.items():
-        s = s.replace(k, v)
+    if not s.isascii():  # every _UNICODE key is non-ASCII
+        for k, v in _UNICODE.items():
+            s = s.replace(k, v)
     s = _strip_delims(s)
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    s = re.sub(r"(?<=\d),\\!\s*(?=\d{3}(?!\d))", ",", s)  # `1,\! 000`: thousands, even with a space after
+    s = _THOUSANDS_SPACE_RE.sub(",", s)  # `1,\! 000`: thousands, even with a space after
     s = _SPACING_RE.sub(" ", s.replace("\\!", ""))  # `1,\!000`: a negative space joins
     s = _sqrt_parens(s)
-    s = re.sub(r"\\sqrt\s*(\d)", r"\\sqrt{\1}", s)
-    s = re.sub(r"\\frac\s*(\d)\s*(\d)(?!\d)", r"\\frac{\1}{\2}", s)  # TeX: \frac34 is \frac{3}{4}
+    s = _SQRT_DIGIT_RE.sub(r"\\sqrt{\1}", s)
+    s = FRAC_DIGITS_RE.sub(r"\\frac{\1}{\2}", s)
     s = _CONNECTIVE_RE.sub(", ", s)  # math-verify reads only plain `\text{ or }` as a list separator
     s = _TEXT_LETTER_RE.sub(lambda m: m.group(1) or m.group(2), s)  # math-verify would see text there
-    s = re.sub(r"\s+", " ", s).strip()
+    s = _WHITESPACE_RE.sub(" ", s).strip()
     return s.rstrip(".").strip()
 
 

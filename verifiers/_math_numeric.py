@@ -19,7 +19,7 @@ from fractions import Fraction
 from mpmath.ctx_mp import MPContext
 
 from verifiers._math_equation import strip_wrapping_text
-from verifiers._math_extract import strip_units
+from verifiers._math_extract import FRAC_DIGITS_RE, strip_units
 
 DPS = 60  # significant digits for irrational values
 MAX_BITS = 100_000  # |value| must lie in 2^(±MAX_BITS); exact numerators/denominators are capped alike
@@ -79,6 +79,9 @@ _LITERAL_RE = re.compile(
 
 
 _APPROX_RE = re.compile(r"\\approx(?![A-Za-z])")
+_LETTER_RE = re.compile(r"[A-Za-z]")
+_COMMAND_RE = re.compile(r"\\[A-Za-z]+")
+_EXPONENT_RE = re.compile(r"[eE][-+]?\d")
 _PERCENT_OF_RE = re.compile(  # what a trailing \% may apply to as a whole: a number, a fraction, a mixed number
     r"[-+]?(?:(?:\d{1,3}(?:(?:,|\{,\})\d{3})+|\d+)(?:\.\d*)?|\.\d+|(?:\d+)?\\frac\{\d+\}\{\d+\})"
 )
@@ -102,7 +105,7 @@ def split_core(s: str) -> tuple[str, bool, str | None]:
     var, sides, _ = chain_sides(s)
     if not all(sides):
         raise NotNumeric("an empty side of an equation")
-    if any(re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", side)) for side in sides[:-1]):
+    if any(_LETTER_RE.search(_COMMAND_RE.sub("", side)) for side in sides[:-1]):
         raise NotNumeric("an equation, or several assignments")  # `x = 5 and y = 6` is not the number 6
     s = strip_units(strip_wrapping_text(sides[-1]))
     percent = False
@@ -133,7 +136,7 @@ def _mixed(m: re.Match) -> str:
 
 def tokenize(s: str) -> tuple[list[str], bool]:
     """Tokens of a numeric expression and whether it contains a decimal literal."""
-    s = re.sub(r"\\frac\s*(\d)\s*(\d)(?!\d)", r"\\frac{\1}{\2}", s)
+    s = FRAC_DIGITS_RE.sub(r"\\frac{\1}{\2}", s)
     s = _MIXED_RE.sub(_mixed, s)
     tokens, decimal, pos = [], False, 0
     while pos < len(s):
@@ -145,7 +148,7 @@ def tokenize(s: str) -> tuple[list[str], bool]:
             continue
         text = m.group(0)
         if m.lastgroup == "num":
-            if re.match(r"[eE][-+]?\d", s[pos : pos + 3]):
+            if _EXPONENT_RE.match(s, pos, pos + 3):
                 raise NotNumeric("scientific e-notation")
             decimal = decimal or "." in text
         tokens.append(text)
