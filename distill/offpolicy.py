@@ -167,7 +167,7 @@ def fine_tune(cfg: OffPolicyConfig, plan: Plan, out: Path) -> dict[str, Any]:
         style = chat_style(tokenizer)
     except ValueError:
         style = None  # a template without thinking modes: rendered with the tokenizer's own template
-    pairs = [prompt_completion(m, tokenizer, style) for m in read_sft_jsonl(plan.sft_data)]
+    pairs = [prompt_completion(c.messages, tokenizer, style, c.tools) for c in read_sft_jsonl(plan.sft_data)]
     dataset = Dataset.from_list([{"prompt": p, "completion": c} for p, c in pairs])
     model = AutoModelForCausalLM.from_pretrained(plan.student_path, dtype=torch.float32)
     args = SFTConfig(

@@ -1,6 +1,11 @@
 """SFT JSONL: one `{"messages": [..., {"role": "assistant", "content": ...}]}` per line (the format of
 `rl.datatools`' rejection sampling too), and its conversion to TRL prompt-completion pairs.
 
+Tool use, in TRL's conversational format: a row may carry `"tools": [JSON schemas]` (rendered into the system turn,
+as at rollout with `rollout.tools`), assistant turns may carry `tool_calls` (OpenAI format) and `tool` turns the
+tools' answers. Only the last assistant turn is trained on, so a cold start for tool use has one row per turn to
+teach (e.g. the call, and separately the answer after the tool's response).
+
 A response in Qwen3's thinking mode keeps its think block inside `content` (`<think>\\nreasoning\\n</think>\\n\\n
 answer`); a non-thinking one carries the empty block `<think>\\n\\n</think>\\n\\n` (Qwen3's convention). When the
 student's chat template has thinking modes (Qwen3's own, or `rl.chat`'s fusion template), a row is rendered
@@ -11,6 +16,7 @@ and inference prompts agree token for token; otherwise with the tokenizer's own 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +41,15 @@ def write_jsonl(rows: list[dict], path: Path) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def read_sft_jsonl(path: str | Path) -> list[list[dict]]:
+@dataclass(frozen=True)
+class Conversation:
+    """One SFT row: its messages (the last one the assistant turn trained on) and the tools' schemas, if any."""
+
+    messages: list[dict]
+    tools: list[dict] | None = None
+
+
+def read_sft_jsonl(path: str | Path) -> list[Conversation]:
     """The conversations of an SFT JSONL file; ValueError naming the file and row of the first bad line."""
     path = Path(path)
     if not path.is_file():
@@ -55,28 +69,39 @@ def read_sft_jsonl(path: str | Path) -> list[list[dict]]:
         if not ok or messages[-1]["role"] != "assistant":
             raise ValueError(f"{path}: row {i} needs `messages`: a list of {{role, content}} turns ending with "
                              "an assistant turn")
-        conversations.append(messages)
+        tools = row.get("tools")
+        if tools is not None and not (isinstance(tools, list) and all(
+                isinstance(t, dict) and isinstance(t.get("function"), dict)
+                and isinstance(t["function"].get("name"), str) for t in tools)):
+            raise ValueError(f"{path}: row {i}: `tools` must be a list of JSON schemas "
+                             '({"type": "function", "function": {"name": ..., "parameters": ...}})')
+        conversations.append(Conversation(messages, tools or None))
     if not conversations:
         raise ValueError(f"SFT data {str(path)!r} has no rows")
     return conversations
 
 
-def prompt_completion(messages: list[dict], tokenizer: Any, style: Style | None) -> tuple[str, str]:
+def prompt_completion(messages: list[dict], tokenizer: Any, style: Style | None,
+                      tools: list[dict] | None = None) -> tuple[str, str]:
     """(prompt text, completion text) of one conversation for TRL's prompt-completion SFT.
 
     The prompt is everything up to the last assistant turn rendered with the generation prompt (including any
-    pre-filled think block); the completion is the rest of the full rendering, ending at the EOS token (the
-    template's newline after it is not trained on). ValueError if the prompt is not a prefix of the full text."""
+    pre-filled think block) and the `tools` schemas; the completion is the rest of the full rendering, ending at
+    the EOS token (the template's newline after it is not trained on). ValueError if the prompt is not a prefix of
+    the full text, or if the template drops the tools."""
+    from rl.chat import check_tools_rendered
+
     head = messages[:-1]
     if style is None:
-        prompt = tokenizer.apply_chat_template(head, tokenize=False, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template(messages, tokenize=False)
+        prompt = check_tools_rendered(tokenizer.apply_chat_template(head, tools=tools, tokenize=False,
+                                                                    add_generation_prompt=True), tools)
+        full = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False)
     else:
         from rl.chat import render, split_reasoning
 
         reasoning, _ = split_reasoning(messages[-1])
-        prompt = render(head, tokenizer, enable_thinking=None if reasoning.strip() else False)
-        full = render(messages, tokenizer, add_generation_prompt=False)
+        prompt = render(head, tokenizer, tools=tools, enable_thinking=None if reasoning.strip() else False)
+        full = render(messages, tokenizer, tools=tools, add_generation_prompt=False)
     if not full.startswith(prompt):
         raise ValueError(f"the chat template renders the prompt differently alone ({prompt[-60:]!r}) and with the "
                          f"response ({full[len(prompt) - 60 : len(prompt)]!r})")

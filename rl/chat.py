@@ -241,6 +241,17 @@ def tool_turn_text(
     return f"\n<|im_start|>user{body}<|im_end|>\n<|im_start|>assistant\n{prefill}"
 
 
+def check_tools_rendered(text: str, tools: list[dict[str, Any]] | None) -> str:
+    """`text` (a chat template's rendering with `tools`) unchanged, or a ValueError when the template dropped the
+    tools' schemas (ChatML templates such as SmolLM2's ignore `tools` silently: the model would never see them)."""
+    missing = [t["function"]["name"] for t in tools or [] if t["function"]["name"] not in text]
+    if missing:
+        raise ValueError(f"the tokenizer's chat template ignores `tools` (no {', '.join(missing)} in the rendered "
+                         "prompt): the model would never see the tools; set data.thinking_template: true (Qwen3's "
+                         "template, which renders them) or give the model a template that does")
+    return text
+
+
 def _tool_response(content: str) -> str:
     return f"\n<tool_response>\n{content}\n</tool_response>"
 

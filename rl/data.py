@@ -96,12 +96,16 @@ def _check_row(row: dict, source: str, i: int) -> None:
 def render_prompt(prompt: str | list[dict], tokenizer: Any, system_prompt: str | None = None,
                   tools: list[dict] | None = None) -> str:
     """Text the model continues: chat messages go through the tokenizer's chat template with the generation
-    prompt (and the `tools` schemas, if any); a plain string is used as is (TRL's "standard" format), unless there
-    are tools: they need the chat template, so the string becomes a user turn."""
+    prompt (and the `tools` schemas, if any: ValueError if the template drops them); a plain string is used as is
+    (TRL's "standard" format), unless there are tools: they need the chat template, so the string becomes a user
+    turn."""
     if isinstance(prompt, str) and not tools:
         return prompt
-    return tokenizer.apply_chat_template(prompt_messages(prompt, system_prompt), tools=tools or None, tokenize=False,
-                                         add_generation_prompt=True)
+    from rl.chat import check_tools_rendered
+
+    return check_tools_rendered(tokenizer.apply_chat_template(prompt_messages(prompt, system_prompt), tools=tools
+                                                              or None, tokenize=False, add_generation_prompt=True),
+                                tools)
 
 
 def prompt_messages(prompt: str | list[dict], system_prompt: str | None = None, mode: str = "off") -> list[dict]:

@@ -411,3 +411,43 @@ def test_teacher_takes_its_share_of_a_single_gpu(tiny_model: Path, tiny_teacher:
         assert all(ids == ["0"] for ids in gpu_ids), gpu_ids  # the teacher too, not only the learner and worker
     finally:
         ray.shutdown()
+
+
+def test_sft_rows_with_tools_render_the_schemas_and_train_only_the_call(tiny_model: Path, tmp_path: Path) -> None:
+    """TRL's conversational format with `tools`: the prompt carries the schemas as at rollout with
+    `rollout.tools`, the completion is the assistant's `<tool_call>` block; bad `tools` name the row; a template
+    that drops the tools is an error, not a silent cold start without them."""
+    from transformers import AutoTokenizer
+
+    from distill.sft_data import prompt_completion, read_sft_jsonl
+    from rl.chat import chat_style, use_thinking_template
+    from rl.data import render_prompts
+    from rl.tools import load_tools, tool_schemas
+
+    schemas = tool_schemas(load_tools(["calculator"]))
+    call = {"type": "function", "function": {"name": "calculator", "arguments": {"expression": "12 * 34"}}}
+    user = {"role": "user", "content": "What is 12 * 34?"}
+    path = tmp_path / "sft.jsonl"
+    path.write_text(json.dumps({"messages": [user, {"role": "assistant", "content": "", "tool_calls": [call]}],
+                                "tools": schemas}) + "\n")
+    [row] = read_sft_jsonl(path)
+    assert row.tools == schemas
+    tok = use_thinking_template(AutoTokenizer.from_pretrained(tiny_model))
+    prompt, completion = prompt_completion(row.messages, tok, chat_style(tok), row.tools)
+    [rollout_prompt], _ = render_prompts([{"prompt": [user]}], tok, system_prompt=None, think_mode="no_think",
+                                         think_prob=0.0, seed=0, tools=schemas)
+    assert prompt == rollout_prompt and '"name": "calculator"' in prompt
+    assert completion == ('<tool_call>\n{"name": "calculator", "arguments": {"expression": "12 * 34"}}\n'
+                          "</tool_call>" + tok.eos_token)
+
+    path.write_text(json.dumps({"messages": row.messages, "tools": [{"name": "calculator"}]}) + "\n")
+    with pytest.raises(ValueError, match="row 1: `tools` must be a list of JSON schemas"):
+        read_sft_jsonl(path)
+    chatml = AutoTokenizer.from_pretrained(tiny_model)
+    chatml.chat_template = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
+                            "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    with pytest.raises(ValueError, match="ignores `tools`.*data.thinking_template"):
+        prompt_completion(row.messages, chatml, None, row.tools)
+    with pytest.raises(ValueError, match="ignores `tools`"):
+        render_prompts([{"prompt": [user]}], chatml, system_prompt=None, think_mode="off", think_prob=0.0, seed=0,
+                       tools=schemas)

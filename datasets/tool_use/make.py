@@ -3,15 +3,22 @@
 Multiplications of a 3-digit by a 2-digit number, which SmolLM2-135M cannot do in its head but can with the
 `calculator` tool. train.jsonl: 2,000 rows; test.jsonl: 200 held-out rows whose (a, b) pairs never appear in train.
 Each row: {"prompt": [{"role": "user", "content": ...}], "answer": int, "a": int, "b": int}.
+
+cold_start.jsonl: 200 SFT rows (`python -m distill.offpolicy --stage sft`, TRL's conversational format with
+`tools`) that teach only the *call*: a question about other arithmetic (sums, differences, and products of other
+shapes: 2x2, 4x1 and 4x2 digits, never 3x2) answered by a `calculator` call with the question's expression. What to
+do with the tool's answer is left to RL (examples/tool_use/README.md).
 """
 
 from __future__ import annotations
 
 import json
 import random
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parents[1]))  # the repository root: the calculator's schema comes from rl.tools
 PROMPT = "What is {a} * {b}? Put the final answer in \\boxed{{}}."
 
 
@@ -19,7 +26,27 @@ def row(a: int, b: int) -> dict:
     return {"prompt": [{"role": "user", "content": PROMPT.format(a=a, b=b)}], "answer": a * b, "a": a, "b": b}
 
 
-def main(seed: int = 2026, train_size: int = 2000, test_size: int = 200) -> None:
+def cold_start_row(a: int, op: str, b: int, schemas: list[dict]) -> dict:
+    expression = f"{a} {op} {b}"
+    call = {"type": "function", "function": {"name": "calculator", "arguments": {"expression": expression}}}
+    return {"messages": [{"role": "user", "content": PROMPT.format(a=a, b=b).replace("*", op)},
+                         {"role": "assistant", "content": "", "tool_calls": [call]}], "tools": schemas}
+
+
+def cold_start(rng: random.Random, size: int) -> list[dict]:
+    from rl.tools import load_tools, tool_schemas
+
+    schemas = tool_schemas(load_tools(["calculator"]))
+    shapes = [("+", (100, 9999), (10, 9999)), ("-", (1000, 9999), (10, 999)), ("*", (10, 99), (10, 99)),
+              ("*", (1000, 9999), (2, 9)), ("*", (1000, 9999), (10, 99))]
+    rows = []
+    for i in range(size):
+        op, (a_lo, a_hi), (b_lo, b_hi) = shapes[i % len(shapes)]
+        rows.append(cold_start_row(rng.randint(a_lo, a_hi), op, rng.randint(b_lo, b_hi), schemas))
+    return rows
+
+
+def main(seed: int = 2026, train_size: int = 2000, test_size: int = 200, cold_start_size: int = 200) -> None:
     rng = random.Random(seed)
     pairs: set[tuple[int, int]] = set()
     while len(pairs) < train_size + test_size:
@@ -28,6 +55,8 @@ def main(seed: int = 2026, train_size: int = 2000, test_size: int = 200) -> None
     for name, chunk in (("train", ordered[:train_size]), ("test", ordered[train_size:])):
         with (HERE / f"{name}.jsonl").open("w") as f:
             f.writelines(json.dumps(row(a, b)) + "\n" for a, b in chunk)
+    with (HERE / "cold_start.jsonl").open("w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in cold_start(rng, cold_start_size))
 
 
 if __name__ == "__main__":
