@@ -150,13 +150,14 @@ def generate_sft_data(cfg: OffPolicyConfig, plan: Plan, path: Path) -> dict[str,
 
 
 def fine_tune(cfg: OffPolicyConfig, plan: Plan, out: Path) -> dict[str, Any]:
-    """TRL SFT of the student on prompt-completion pairs (loss on completion tokens only) → `out/model`."""
+    """TRL SFT of the student on prompt-completion pairs, pre-tokenized as at inference (`tokenize_pair`; loss on
+    completion tokens only) → `out/model`."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     from datasets import Dataset
-    from distill.sft_data import prompt_completion, read_sft_jsonl
+    from distill.sft_data import prompt_completion, read_sft_jsonl, tokenize_pair
     from rl.chat import chat_style, use_thinking_template
 
     s = cfg.sft
@@ -168,7 +169,7 @@ def fine_tune(cfg: OffPolicyConfig, plan: Plan, out: Path) -> dict[str, Any]:
     except ValueError:
         style = None  # a template without thinking modes: rendered with the tokenizer's own template
     pairs = [prompt_completion(c.messages, tokenizer, style, c.tools) for c in read_sft_jsonl(plan.sft_data)]
-    dataset = Dataset.from_list([{"prompt": p, "completion": c} for p, c in pairs])
+    dataset = Dataset.from_list([tokenize_pair(tokenizer, p, c) for p, c in pairs])
     model = AutoModelForCausalLM.from_pretrained(plan.student_path, dtype=torch.float32)
     args = SFTConfig(
         output_dir=str(out / "sft_trainer"), num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,

@@ -110,3 +110,15 @@ def prompt_completion(messages: list[dict], tokenizer: Any, style: Style | None,
     if eos and eos in completion:
         completion = completion[: completion.rindex(eos) + len(eos)]
     return prompt, completion
+
+
+def tokenize_pair(tokenizer: Any, prompt: str, completion: str) -> dict[str, list[int]]:
+    """A pre-tokenized SFT example, TRL's `{input_ids, completion_mask}`: the prompt's ids exactly as a rollout
+    engine gets them (the prompt tokenized alone), then the completion's. Tokenizing prompt + completion as one text
+    would let BPE merge across the boundary — the no-think prefill's `\\n\\n` becomes two tokens before `<tool_call>`
+    or a digit but is one token at the end of an inference prompt — so the model would be trained on a context it
+    never sees when sampling (measured: a cold start learnt at loss 1e-4 that never called its tool)."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    return {"input_ids": prompt_ids + completion_ids,
+            "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids)}

@@ -26,7 +26,8 @@ def _config_model(path: Path):
     from rl.eval.config import EvalConfig
 
     other = {"examples/thinking/eval.yml": EvalConfig, "examples/distill/config.yml": OnPolicyConfig,
-             "examples/distill/gkd.yml": OnPolicyConfig, "examples/distill/offpolicy.yml": OffPolicyConfig}
+             "examples/distill/gkd.yml": OnPolicyConfig, "examples/distill/offpolicy.yml": OffPolicyConfig,
+             "examples/tool_use/cold_start.yaml": OffPolicyConfig}
     return other.get(str(path.relative_to(ROOT)), GRPOConfig)
 
 

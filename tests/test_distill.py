@@ -419,7 +419,7 @@ def test_sft_rows_with_tools_render_the_schemas_and_train_only_the_call(tiny_mod
     that drops the tools is an error, not a silent cold start without them."""
     from transformers import AutoTokenizer
 
-    from distill.sft_data import prompt_completion, read_sft_jsonl
+    from distill.sft_data import prompt_completion, read_sft_jsonl, tokenize_pair
     from rl.chat import chat_style, use_thinking_template
     from rl.data import render_prompts
     from rl.tools import load_tools, tool_schemas
@@ -439,6 +439,16 @@ def test_sft_rows_with_tools_render_the_schemas_and_train_only_the_call(tiny_mod
     assert prompt == rollout_prompt and '"name": "calculator"' in prompt
     assert completion == ('<tool_call>\n{"name": "calculator", "arguments": {"expression": "12 * 34"}}\n'
                           "</tool_call>" + tok.eos_token)
+    # trained on the prompt's ids as the engine gets them, even where BPE merges across the boundary (as SmolLM2's
+    # `\n\n` of the no-think prefill does with the completion's first character)
+    merged = next(t for t in tok.get_vocab() if t.isalpha() and t.isascii() and len(t) >= 3
+                  and tok(t, add_special_tokens=False)["input_ids"] == [tok.convert_tokens_to_ids(t)])
+    left, right = prompt + merged[0], merged[1:] + completion
+    engine_prompt = tok(left, add_special_tokens=False)["input_ids"]
+    assert tok(left + right, add_special_tokens=False)["input_ids"][: len(engine_prompt)] != engine_prompt
+    example = tokenize_pair(tok, left, right)
+    assert example["input_ids"][: len(engine_prompt)] == engine_prompt
+    assert example["completion_mask"] == [0] * len(engine_prompt) + [1] * (len(example["input_ids"]) - len(engine_prompt))
 
     path.write_text(json.dumps({"messages": row.messages, "tools": [{"name": "calculator"}]}) + "\n")
     with pytest.raises(ValueError, match="row 1: `tools` must be a list of JSON schemas"):

@@ -4,10 +4,10 @@ Multiplications of a 3-digit by a 2-digit number, which SmolLM2-135M cannot do i
 `calculator` tool. train.jsonl: 2,000 rows; test.jsonl: 200 held-out rows whose (a, b) pairs never appear in train.
 Each row: {"prompt": [{"role": "user", "content": ...}], "answer": int, "a": int, "b": int}.
 
-cold_start.jsonl: 200 SFT rows (`python -m distill.offpolicy --stage sft`, TRL's conversational format with
-`tools`) that teach only the *call*: a question about other arithmetic (sums, differences, and products of other
-shapes: 2x2, 4x1 and 4x2 digits, never 3x2) answered by a `calculator` call with the question's expression. What to
-do with the tool's answer is left to RL (examples/tool_use/README.md).
+cold_start.jsonl: 120 SFT rows (`python -m distill.offpolicy --stage sft`, TRL's conversational format with
+`tools`) on 60 questions about other arithmetic than the task's (sums, differences, and products of other shapes:
+2x2, 4x1 and 4x2 digits, never 3x2), two rows each, since SFT trains the last assistant turn: the `calculator`
+call with the question's expression, and, after the tool's answer, `expression = result. \\boxed{result}`.
 """
 
 from __future__ import annotations
@@ -26,11 +26,15 @@ def row(a: int, b: int) -> dict:
     return {"prompt": [{"role": "user", "content": PROMPT.format(a=a, b=b)}], "answer": a * b, "a": a, "b": b}
 
 
-def cold_start_row(a: int, op: str, b: int, schemas: list[dict]) -> dict:
+def cold_start_rows(a: int, op: str, b: int, schemas: list[dict]) -> list[dict]:
     expression = f"{a} {op} {b}"
+    result = {"+": a + b, "-": a - b, "*": a * b}[op]
     call = {"type": "function", "function": {"name": "calculator", "arguments": {"expression": expression}}}
-    return {"messages": [{"role": "user", "content": PROMPT.format(a=a, b=b).replace("*", op)},
-                         {"role": "assistant", "content": "", "tool_calls": [call]}], "tools": schemas}
+    calling = [{"role": "user", "content": PROMPT.format(a=a, b=b).replace("*", op)},
+               {"role": "assistant", "content": "", "tool_calls": [call]}]
+    answering = [*calling, {"role": "tool", "name": "calculator", "content": str(result)},
+                 {"role": "assistant", "content": f"{expression} = {result}. \\boxed{{{result}}}"}]
+    return [{"messages": calling, "tools": schemas}, {"messages": answering, "tools": schemas}]
 
 
 def cold_start(rng: random.Random, size: int) -> list[dict]:
@@ -40,13 +44,13 @@ def cold_start(rng: random.Random, size: int) -> list[dict]:
     shapes = [("+", (100, 9999), (10, 9999)), ("-", (1000, 9999), (10, 999)), ("*", (10, 99), (10, 99)),
               ("*", (1000, 9999), (2, 9)), ("*", (1000, 9999), (10, 99))]
     rows = []
-    for i in range(size):
+    for i in range(size // 2):
         op, (a_lo, a_hi), (b_lo, b_hi) = shapes[i % len(shapes)]
-        rows.append(cold_start_row(rng.randint(a_lo, a_hi), op, rng.randint(b_lo, b_hi), schemas))
+        rows += cold_start_rows(rng.randint(a_lo, a_hi), op, rng.randint(b_lo, b_hi), schemas)
     return rows
 
 
-def main(seed: int = 2026, train_size: int = 2000, test_size: int = 200, cold_start_size: int = 200) -> None:
+def main(seed: int = 2026, train_size: int = 2000, test_size: int = 200, cold_start_size: int = 120) -> None:
     rng = random.Random(seed)
     pairs: set[tuple[int, int]] = set()
     while len(pairs) < train_size + test_size:
