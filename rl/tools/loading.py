@@ -25,12 +25,9 @@ _SPECS: weakref.WeakKeyDictionary[Callable, str] = weakref.WeakKeyDictionary()
 
 def import_object(spec: str, what: str) -> Any:
     """`module:name` / `file.py:name` through the reward loader; ValueError that names `what` and the spec."""
-    from rewards.base import _import_function
+    from rewards.base import import_function
 
-    try:
-        return _import_function(spec)
-    except ValueError as e:
-        raise ValueError(str(e).replace(f"reward fn {spec!r}", f"{what} {spec!r}", 1)) from None
+    return import_function(spec, what=what)
 
 
 def load_tools(specs: list[str]) -> list[Callable]:
