@@ -20,8 +20,8 @@ from typing import Any
 from rl.config import GRPOConfig
 from rl.config_io import build_arg_parser, run_cli
 from rl.models import check_model_path, resolve_model_path
-from rl.session import RunInputs, Session, load_run_inputs
 from rl.rollout.multiturn import tool_metrics
+from rl.session import RunInputs, Session, load_run_inputs
 from rl.tracking import eval_text
 
 

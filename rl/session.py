@@ -156,8 +156,6 @@ class Session:
         self.tool_use = inputs.tool_use
         self.train_set, self.eval_sets = inputs.prompts or encode_run_prompts(cfg, self.tokenizer, inputs.rows,
                                                                               inputs.eval_rows, self.tool_use)
-        if inputs.prompts and self.tool_use:
-            self.tool_use.bind(self.tokenizer, enable_thinking=False if cfg.data.think_mode == "no_think" else None)
         self.budget = None
         if cfg.rollout.thinking_budget is not None:
             from rl.rollout.budget import thinking_budget_for

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 
 import pytest
+from host_probes import processes_with
 
 from verifiers.sandbox import (
     BubblewrapSandbox,
@@ -26,20 +26,6 @@ def sandbox() -> BubblewrapSandbox:
 
 def run_py(sandbox, code: str, limits: Limits = FAST, **kwargs):
     return sandbox.run([sandbox.python, "-S", "-I", "-c", code], limits=limits, **kwargs)
-
-
-def processes_with(marker: str) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(name))
-        except OSError:
-            continue
-    return found
 
 
 def test_limits_are_validated():

