@@ -96,7 +96,33 @@ class DataConfig(Strict):
     """Install the thinking-fusion chat template (ChatML + think blocks) for models without native thinking."""
 
 
-class RolloutConfig(EngineConfig):
+class ToolUseConfig(Strict):
+    """Tools and environments for multi-turn generation (`rl/rollout/multiturn.py`): the keys of a GRPO run's
+    `rollout` section and of `rl.eval`'s `tool_use` section."""
+
+    tools: list[str] = Field(default_factory=list)
+    """Tools the policy may call while it generates (multi-turn, `rl/rollout/multiturn.py`): built-ins `calculator`
+    (exact arithmetic) and `python` (runs code in the verifiers' sandbox), or `module:function` /
+    `file.py:function` — plain functions with type hints and a Google-style docstring, as TRL's
+    `GRPOTrainer(tools=...)` takes them. Their schemas go into the prompt through the chat template's `tools`."""
+    environment: str | None = None
+    """A stateful environment (`module:Class` / `file.py:Class`, TRL's `environment_factory` convention): one
+    instance per trajectory, `reset(**row)` (a returned string is appended to the last user message), its public
+    methods are tools, and an optional `get_reward()` is an extra reward (weight 1)."""
+    max_turns: int = Field(4, ge=1)
+    """With tools: model turns per trajectory at most (a turn that calls no tool ends it earlier). The sampled
+    tokens of all turns together stay within `max_new_tokens` (`sampling.max_new_tokens` in `rl.eval`)."""
+    max_tool_tokens: int = Field(256, ge=16)
+    """With tools: tokens one tool turn may insert (the responses in the chat template plus the next generation
+    prompt); longer responses are cut with a `[truncated]` note. Inserted tokens carry no loss."""
+    tool_timeout_s: float = Field(10.0, gt=0.0)
+    """With tools: a call still running after this many seconds is answered as timed out (and killed where it
+    runs in a process of its own) and the rollout goes on."""
+    tool_workers: int = Field(4, ge=1)
+    """With tools: calls run concurrently across the batch on this many workers."""
+
+
+class RolloutConfig(EngineConfig, ToolUseConfig):
     key_order = ("backend", "workers", "n", "max_new_tokens", "temperature", "top_p", "kv_cache_gib",
                  "gpu_memory_utilization", "enforce_eager", "tensor_parallel_size", "thinking_budget",
                  "max_answer_tokens", "tools", "environment", "max_turns", "max_tool_tokens", "tool_timeout_s",
@@ -117,26 +143,6 @@ class RolloutConfig(EngineConfig):
     inserted (loss mask 0) and then writes its answer. Needs `data.think_mode` and `max_answer_tokens`."""
     max_answer_tokens: int | None = Field(None, ge=1)
     """Answer tokens after `</think>` when `thinking_budget` is set (`max_new_tokens` is then not used)."""
-    tools: list[str] = Field(default_factory=list)
-    """Tools the policy may call during a rollout (multi-turn, `rl/rollout/multiturn.py`): built-ins `calculator`
-    (exact arithmetic) and `python` (runs code in the verifiers' sandbox), or `module:function` /
-    `file.py:function` — plain functions with type hints and a Google-style docstring, as TRL's
-    `GRPOTrainer(tools=...)` takes them. Their schemas go into the prompt through the chat template's `tools`."""
-    environment: str | None = None
-    """A stateful environment (`module:Class` / `file.py:Class`, TRL's `environment_factory` convention): one
-    instance per trajectory, `reset(**row)` (a returned string is appended to the last user message), its public
-    methods are tools, and an optional `get_reward()` is an extra reward (weight 1)."""
-    max_turns: int = Field(4, ge=1)
-    """With tools: model turns per trajectory at most (a turn that calls no tool ends it earlier). The sampled
-    tokens of all turns together stay within `max_new_tokens`."""
-    max_tool_tokens: int = Field(256, ge=16)
-    """With tools: tokens one tool turn may insert (the responses in the chat template plus the next generation
-    prompt); longer responses are cut with a `[truncated]` note. Inserted tokens carry no loss."""
-    tool_timeout_s: float = Field(10.0, gt=0.0)
-    """With tools: a call still running after this many seconds is answered as timed out (and killed where it
-    runs in a process of its own) and the rollout goes on."""
-    tool_workers: int = Field(4, ge=1)
-    """With tools: calls run concurrently across the batch on this many workers."""
     max_staleness: Literal[0, 1] = 0
     """0: synchronous (each batch is sampled by the latest weights). 1: one-step off-policy — the next batch is
     sampled while the learner trains on this one, so it comes from weights one update old (π_old is the

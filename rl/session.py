@@ -347,12 +347,9 @@ class Session:
 
     def score(self, prompts: PromptSet, rows_idx: list[int], completions: list, step: int) -> Any:
         """The rewards of completion k of row `rows_idx[k]` of `prompts` (`rewards.Scores`)."""
-        trajectories = {}
-        if self.tool_use:  # TRL's convention: the trajectory's messages, the final answer last
-            trajectories = {"completions": [c.messages for c in completions],
-                            "columns": {"tool_calls": [c.tool_calls for c in completions],
-                                        "tool_errors": [c.tool_errors for c in completions],
-                                        "environments": [c.environment for c in completions]}}
+        from rl.rollout.multiturn import reward_inputs
+
+        trajectories = reward_inputs(completions) if self.tool_use else {}
         return self.rewards.score_rows([prompts.rows[i] for i in rows_idx], [c.token_ids for c in completions],
                                        self.tokenizer, rendered_prompts=[prompts.texts[i] for i in rows_idx],
                                        step=step, max_completion_tokens=self.max_completion_tokens, **trajectories)

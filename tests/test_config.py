@@ -27,7 +27,8 @@ def _config_model(path: Path):
 
     other = {"examples/thinking/eval.yml": EvalConfig, "examples/distill/config.yml": OnPolicyConfig,
              "examples/distill/gkd.yml": OnPolicyConfig, "examples/distill/offpolicy.yml": OffPolicyConfig,
-             "examples/tool_use/cold_start.yaml": OffPolicyConfig}
+             "examples/tool_use/cold_start.yaml": OffPolicyConfig,
+             "examples/tool_use/eval.yaml": EvalConfig}
     return other.get(str(path.relative_to(ROOT)), GRPOConfig)
 
 

@@ -57,25 +57,12 @@ def _prompt_ids(tokenizer, content: str, observation: str | None = None) -> list
     return tokenizer.encode(text, add_special_tokens=False)
 
 
-def _scripted(tokenizer, tool_use, prompt_ids: list[int], first: str, final: str, env=None):
-    """(completion ids, loss mask) of a scripted two-turn conversation, the tool turn from the real tools."""
-    from rl.tools import parse_tool_calls
-
-    eos = tokenizer.eos_token
-    turn1 = tokenizer.encode(first + eos, add_special_tokens=False)
-    calls = parse_tool_calls(first)
-    results = tool_use.runner.run([(c, env) for c in calls])
-    inserted = tool_use.turns.ids([(c.name or "", r.content) for c, r in zip(calls, results)], model_closed_turn=True)
-    turn2 = tokenizer.encode(final + eos, add_special_tokens=False)
-    return turn1 + inserted + turn2, [1] * len(turn1) + [0] * len(inserted) + [1] * len(turn2)
-
-
 @pytest.fixture(scope="module")
 def scripted(tmp_path_factory: pytest.TempPathFactory):
     """A tiny Qwen3 that greedily replays SCRIPTS and ENV_SCRIPT; with their prompts and expected completions."""
-    import torch
+    from scripted_policy import scripted_conversation, train_to_replay
     from tool_fns import CounterEnv
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from rl.chat import use_thinking_template
     from rl.models import build_tiny_qwen3
@@ -90,32 +77,15 @@ def scripted(tmp_path_factory: pytest.TempPathFactory):
     cases = {}
     for content, (first, final, _) in SCRIPTS.items():
         prompt = _prompt_ids(tokenizer, content + " /no_think")
-        cases[content] = (prompt, *_scripted(tokenizer, tools, prompt, first, final))
+        cases[content] = (prompt, *scripted_conversation(tokenizer, tools, first, final))
     env = CounterEnv()
     observation = env.reset(start=3)
     env_prompt = _prompt_ids(tokenizer, ENV_SCRIPT[0] + " /no_think", observation)
-    cases[ENV_SCRIPT[0]] = (env_prompt, *_scripted(tokenizer, env_tools, env_prompt, *ENV_SCRIPT[1:], env=env))
+    cases[ENV_SCRIPT[0]] = (env_prompt, *scripted_conversation(tokenizer, env_tools, *ENV_SCRIPT[1:], env=env))
     tools.close()
     env_tools.close()
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    length = max(len(p) + len(c) for p, c, _ in cases.values())
-    ids = torch.full((len(cases), length), tokenizer.pad_token_id)
-    labels, attention = torch.full_like(ids, -100), torch.zeros_like(ids)
-    for i, (p, c, _) in enumerate(cases.values()):  # the loss on the completions only
-        ids[i, :len(p) + len(c)], attention[i, :len(p) + len(c)] = torch.tensor(p + c), 1
-        labels[i, len(p):len(p) + len(c)] = torch.tensor(c)
-    torch.manual_seed(0)
-    for _ in range(600):
-        loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if loss.item() < 1e-3:
-            break
-    assert loss.item() < 1e-2, f"the scripted policy did not learn its script (loss {loss.item():.4f})"
-    model.to(torch.bfloat16).save_pretrained(path)
+    train_to_replay(path, tokenizer.pad_token_id, [(p, c) for p, c, _ in cases.values()])
     return path, tokenizer, cases
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rl.chat import check_tools_rendered
 from rl.config_io import build_arg_parser, dump_config, run_cli
 from rl.data import render_prompts, tokenize_prompts
 from rl.eval.budget_sweep import run_budget_sweep
@@ -53,22 +54,28 @@ def main(argv: list[str] | None = None) -> None:
 
 def prepare(cfg: EvalConfig) -> Prepared:
     """Fail fast, naming the key / file / row; load the tokenizer (not the model) and render every prompt."""
-    inputs = load_inputs(cfg.model, cfg.data, cfg.rewards)
+    inputs = load_inputs(cfg.model, cfg.data, cfg.rewards, cfg.tool_use)
     sweep = cfg.budget_sweep
     load_tokenizer(inputs, cfg.model, cfg.data, modes=bool(sweep or cfg.mode_check or cfg.data.think_mode != "off"),
                    budget=bool(sweep and max(sweep.budgets) > 0))
-    d, tok = cfg.data, inputs.tokenizer
+    d, tok, tool_use = cfg.data, inputs.tokenizer, inputs.tool_use
+    if tool_use:  # ValueError if the template cannot render tool turns
+        tool_use.bind(tok, enable_thinking=False if d.think_mode == "no_think" else None)
     wanted = ([("pass_k", d.think_mode)] if cfg.pass_k else []) + [(m, m) for m in _sweep_modes(cfg)]
     if cfg.mode_check and not wanted:
         wanted = [("mode_check", "think")]  # only to size the context from the questions' length
     prompts, longest = {}, 0
     for key, mode in wanted:
         texts, _ = render_prompts(inputs.rows, tok, system_prompt=d.system_prompt, think_mode=mode, think_prob=0.0,
-                                  seed=0)
+                                  seed=0, tools=tool_use.schemas if tool_use else None)
+        if tool_use:
+            texts = [check_tools_rendered(t, tool_use.schemas) for t in texts]
         ids = tokenize_prompts(tok, texts, d.max_prompt_tokens, d.path)
         prompts[key] = (texts, ids)
         longest = max(longest, max(map(len, ids)))
-    completion = max([cfg.sampling.max_new_tokens if cfg.pass_k else 0, _longest_budgeted(cfg, tok)])
+    sampled = cfg.sampling.max_new_tokens
+    completion = max([(tool_use.max_completion_tokens(sampled) if tool_use else sampled) if cfg.pass_k else 0,
+                      _longest_budgeted(cfg, tok)])
     needed = longest + completion
     if cfg.mode_check:
         needed = max(needed, cfg.mode_check.turns * (longest + cfg.mode_check.max_new_tokens + 16))
@@ -102,8 +109,13 @@ def evaluate(cfg: EvalConfig, prepared: Prepared) -> dict[str, Any]:
     engine = build_engine(inputs.model_path, cfg.model, cfg.engine, prepared.max_model_len)
     results: dict[str, Any] = {"model": cfg.model.path, "prompts": len(inputs.rows)}
     if cfg.pass_k:
-        results["pass_k"] = run_pass_k(cfg, inputs, prepared.prompts["pass_k"], engine, out)
-        print("pass@k: " + "  ".join(f"{k} {v:.4f}" for k, v in results["pass_k"].items() if k.startswith("pass@")))
+        try:
+            results["pass_k"] = run_pass_k(cfg, inputs, prepared.prompts["pass_k"], engine, out)
+        finally:
+            if inputs.tool_use:
+                inputs.tool_use.close()
+        shown = [k for k in results["pass_k"] if k.startswith(("pass@", "tools/call_rate", "tools/calls_mean"))]
+        print("pass@k: " + "  ".join(f"{k} {results['pass_k'][k]:.4f}" for k in shown))
     if cfg.budget_sweep:
         results["budget_sweep"] = run_budget_sweep(cfg, inputs, prepared.prompts, engine, out)
     if cfg.mode_check:

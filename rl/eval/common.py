@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from rl.config import RewardConfig
+from rl.config import RewardConfig, ToolUseConfig
 from rl.config_io import ConfigError
 from rl.data import load_rows
 from rl.eval.config import EvalEngineConfig, EvalModelConfig, PromptDataConfig, SamplingConfig
@@ -21,15 +21,21 @@ class Inputs:
     rewards: Any  # rewards.WeightedRewards; its `primary` reward decides correctness
     tokenizer: Any = None
     model_path: str = ""
+    tool_use: Any = None  # rl.rollout.multiturn.ToolUse: samples are multi-turn trajectories
 
 
-def load_inputs(model: EvalModelConfig, data: PromptDataConfig, rewards: list[RewardConfig]) -> Inputs:
-    """Model path, data rows (first `data.max_prompts`), reward functions and the columns they read."""
+def load_inputs(model: EvalModelConfig, data: PromptDataConfig, rewards: list[RewardConfig],
+                tool_use: ToolUseConfig | None = None) -> Inputs:
+    """Model path, data rows (first `data.max_prompts`), reward functions and the columns they read, the tools
+    (`rl.eval`'s `tool_use`; an environment's `get_reward` joins the rewards, after the primary one)."""
     from rewards import from_config
+    from rl.rollout.multiturn import ToolUse
 
     check_model_path(model.path)
     rows = load_rows(data.path)[: data.max_prompts]
-    return Inputs(rows, from_config(rewards, [rows]))
+    tools = ToolUse.load(tool_use, key="tool_use")
+    extra = [tools.environment_reward()] if tools and tools.has_environment_reward else []
+    return Inputs(rows, from_config(rewards, [rows], extra=extra), tool_use=tools)
 
 
 def load_tokenizer(inputs: Inputs, model: EvalModelConfig, data: PromptDataConfig, *, modes: bool = False,
@@ -97,11 +103,16 @@ class Graded:
 
 def grade_groups(inputs: Inputs, rendered: list[str], groups: list[list], max_completion_tokens: int) -> Graded:
     """Score completion group i (sampled from prompt `rendered[i]` of row i) with every reward, as a training
-    run scores its rollouts (`WeightedRewards.score_rows`)."""
+    run scores its rollouts (`WeightedRewards.score_rows`; multi-turn trajectories as `rl.rollout.multiturn`
+    hands them to the rewards)."""
+    from rl.rollout.multiturn import reward_inputs
+
     owner = [i for i, group in enumerate(groups) for _ in group]
-    scores = inputs.rewards.score_rows([inputs.rows[i] for i in owner], [c.token_ids for g in groups for c in g],
+    flat = [c for g in groups for c in g]
+    scores = inputs.rewards.score_rows([inputs.rows[i] for i in owner], [c.token_ids for c in flat],
                                        inputs.tokenizer, rendered_prompts=[rendered[i] for i in owner], step=-1,
-                                       max_completion_tokens=max_completion_tokens)
+                                       max_completion_tokens=max_completion_tokens,
+                                       **(reward_inputs(flat) if inputs.tool_use else {}))
     values = {label: _regroup([0.0 if v is None else v for v in flat], groups) for label, flat in scores.values.items()}
     return Graded(values, _regroup(scores.texts, groups))
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rl.config import EngineConfig, RewardConfig, Strict
+from rl.config import EngineConfig, RewardConfig, Strict, ToolUseConfig
 
 
 class EvalModelConfig(Strict):
@@ -139,11 +139,18 @@ class EvalConfig(Strict):
     """Accuracy vs thinking budget: a table and budget_curve.png; null to skip."""
     mode_check: ModeCheckConfig | None = None
     """Mode following: fraction of assistant turns that obey the latest `/think` / `/no_think` flag; null to skip."""
+    tool_use: ToolUseConfig | None = None
+    """pass@k with tools: each sample is a multi-turn trajectory as in a GRPO run with the same `rollout.tools` /
+    `environment` keys (the schemas in the prompt, tool turns inserted, rewards given the trajectory's messages and
+    the `tool_calls` / `tool_errors` columns); results add `tools/call_rate` etc. Null (default): single-turn."""
 
     @model_validator(mode="after")
     def _consistent(self) -> EvalConfig:
         if self.pass_k is None and self.budget_sweep is None and self.mode_check is None:
             raise ValueError("nothing to do: set at least one of pass_k, budget_sweep, mode_check")
+        if self.tool_use and (self.budget_sweep or self.mode_check):
+            raise ValueError("tool_use applies to pass_k only: the budget sweep and the mode check are single-turn "
+                             "(run them in a config without tool_use)")
         if (self.pass_k or self.budget_sweep) and not self.rewards:
             raise ValueError("pass_k and budget_sweep need `rewards:` (the first one decides correctness); "
                              "add e.g. `rewards: [{name: math}]`, or set pass_k: null for a mode check only")

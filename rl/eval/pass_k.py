@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from rl.data import render_prompts, tokenize_prompts, with_observation
 from rl.eval.common import Inputs, grade_groups, mean, sampling_spec
 from rl.eval.config import EvalConfig
+from rl.rollout.multiturn import tool_metrics
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -39,8 +42,14 @@ def run_pass_k(cfg: EvalConfig, inputs: Inputs, prompts: tuple[list[str], list[l
     """Sample the rendered `prompts` (texts, ids), score, pass@k; writes samples.jsonl (one line per sample:
     prompt index, text, rewards, correct)."""
     texts, ids = prompts
-    groups = engine.generate(ids, sampling_spec(cfg.sampling))
-    graded = grade_groups(inputs, texts, groups, cfg.sampling.max_new_tokens)
+    tool_use, spec = inputs.tool_use, sampling_spec(cfg.sampling)
+    if tool_use:
+        render = partial(_render_with_observation, cfg, inputs.tokenizer, tool_use.schemas)
+        groups = tool_use.sample(engine.generate, ids, spec, inputs.rows, render)
+    else:
+        groups = engine.generate(ids, spec)
+    max_completion = tool_use.max_completion_tokens(spec.max_new_tokens) if tool_use else spec.max_new_tokens
+    graded = grade_groups(inputs, texts, groups, max_completion)
     primary = graded.values[inputs.rewards.primary]
     with (out / "samples.jsonl").open("w") as f:
         for i, group in enumerate(groups):
@@ -48,10 +57,25 @@ def run_pass_k(cfg: EvalConfig, inputs: Inputs, prompts: tuple[list[str], list[l
                 record = {"prompt_index": i, "sample": j, "completion": graded.texts[i][j],
                           "rewards": {label: v[i][j] for label, v in graded.values.items()},
                           "correct": primary[i][j] >= cfg.correct_threshold, "finish_reason": c.finish_reason}
+                if tool_use:
+                    record.update(turns=c.turns, tool_calls=c.tool_calls, tool_errors=c.tool_errors)
                 f.write(json.dumps(record) + "\n")
     flat = [c for g in groups for c in g]
     result = pass_metrics(correct_counts(primary, cfg.correct_threshold), cfg.sampling.n, cfg.pass_k.k)
     result.update({f"reward/{label}/mean": mean([v for g in vals for v in g]) for label, vals in graded.values.items()})
     result["completion_tokens_mean"] = mean([len(c.token_ids) for c in flat])
     result["truncated_frac"] = mean([c.finish_reason == "length" for c in flat])
+    if tool_use:
+        result.update(tool_metrics(flat))
     return result
+
+
+def _render_with_observation(cfg: EvalConfig, tokenizer: Any, schemas: list[dict], row: dict,
+                             observation: str) -> list[int]:
+    """Token ids of `row`'s prompt with an environment's observation (what `reset` returned) appended to its last
+    user message, rendered as the other prompts are."""
+    d = cfg.data
+    texts, _ = render_prompts([{**row, "prompt": with_observation(row["prompt"], observation)}], tokenizer,
+                              system_prompt=d.system_prompt, think_mode=d.think_mode, think_prob=0.0, seed=0,
+                              tools=schemas)
+    return tokenize_prompts(tokenizer, texts, d.max_prompt_tokens, "reset()")[0]

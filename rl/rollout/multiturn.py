@@ -208,6 +208,16 @@ def _answer_calls(calling: list[tuple[_Active, list]], runner: Any, turns: ToolT
         a.out.messages += [{"role": "tool", "name": call.name or "", "content": r.content} for call, r in answered]
 
 
+def reward_inputs(trajectories: list) -> dict[str, Any]:
+    """What the rewards get for multi-turn samples (`WeightedRewards.score_rows` keywords), TRL's convention: as
+    `completions` each trajectory's messages with the final answer last, and the columns `tool_calls`,
+    `tool_errors` and `environments` (each trajectory's environment instance, or None)."""
+    return {"completions": [t.messages for t in trajectories],
+            "columns": {"tool_calls": [t.tool_calls for t in trajectories],
+                        "tool_errors": [t.tool_errors for t in trajectories],
+                        "environments": [t.environment for t in trajectories]}}
+
+
 def tool_metrics(trajectories: list) -> dict[str, float]:
     """Multi-turn rollouts: model turns, tool calls and tool seconds per trajectory, the share of calls that got
     an error response (unknown tool, bad arguments, exception, timeout), and of trajectories that called a tool."""
@@ -242,23 +252,23 @@ class ToolUse:
         self.decode: Callable[[list[int]], str] | None = None
 
     @classmethod
-    def load(cls, rollout: Any) -> ToolUse | None:
-        """From the `rollout` config section; None when it has no tools and no environment. ValueError naming
-        the key otherwise."""
-        if not rollout.tools and not rollout.environment:
+    def load(cls, section: Any, key: str = "rollout") -> ToolUse | None:
+        """From a `rl.config.ToolUseConfig` (a run's `rollout` section, `rl.eval`'s `tool_use`; `key` names it in
+        errors); None when it has no tools and no environment. ValueError naming the key otherwise."""
+        if section is None or (not section.tools and not section.environment):
             return None
         from rl.tools import load_environment, load_tools
 
         try:
-            functions = load_tools(rollout.tools)
+            functions = load_tools(section.tools)
         except ValueError as e:
-            raise ValueError(f"rollout.tools: {e}") from None
+            raise ValueError(f"{key}.tools: {e}") from None
         try:
-            environment = load_environment(rollout.environment) if rollout.environment else None
+            environment = load_environment(section.environment) if section.environment else None
         except ValueError as e:
-            raise ValueError(f"rollout.environment: {e}") from None
-        return cls(functions, environment, max_turns=rollout.max_turns, max_tool_tokens=rollout.max_tool_tokens,
-                   timeout_s=rollout.tool_timeout_s, workers=rollout.tool_workers)
+            raise ValueError(f"{key}.environment: {e}") from None
+        return cls(functions, environment, max_turns=section.max_turns, max_tool_tokens=section.max_tool_tokens,
+                   timeout_s=section.tool_timeout_s, workers=section.tool_workers)
 
     @property
     def has_environment_reward(self) -> bool:
