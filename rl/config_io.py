@@ -240,5 +240,14 @@ def run_cli(parser: argparse.ArgumentParser, model: type[M], argv: list[str] | N
 
 
 def dump_config(cfg: BaseModel, path: Path) -> None:
-    """Write the resolved config (every default filled in) as YAML."""
-    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    """Write the resolved config (every default filled in) as YAML, each section's keys in `--help`'s order."""
+    path.write_text(yaml.safe_dump(_ordered(cfg, cfg.model_dump(mode="json")), sort_keys=False))
+
+
+def _ordered(value: Any, dumped: Any) -> Any:
+    """`dumped` (the JSON dump of `value`) with every section's keys in `fields_in_order`."""
+    if isinstance(value, BaseModel):
+        return {name: _ordered(getattr(value, name), dumped[name]) for name, _ in fields_in_order(type(value))}
+    if isinstance(value, list | tuple) and isinstance(dumped, list):
+        return [_ordered(v, d) for v, d in zip(value, dumped)]
+    return dumped
