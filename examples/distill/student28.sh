@@ -7,15 +7,7 @@
 # by default. Held-out accuracy: greedy, exact sum in \boxed{}, the 200 2-digit additions of
 # datasets/arithmetic/test.jsonl (runs/distill/eval/<name>/results.json).
 set -euo pipefail
-PY=${PYTHON:-.venv/bin/python}
-TEACHER=${TEACHER:-runs/arithmetic/checkpoints/step_30}
-SYSTEM='Solve the addition and give the result in \boxed{}. Example: What is 12 + 34? 12 + 34 = 46. \boxed{46}'
-export RAY_memory_usage_threshold=${RAY_memory_usage_threshold:-0.98}
-
-evaluate() {  # evaluate MODEL NAME → runs/distill/eval/NAME/results.json (pass@1 = held-out accuracy)
-  $PY -m rl.eval output_dir="runs/distill/eval/$2" model.path="$1" data.path=datasets/arithmetic/test.jsonl \
-      "data.system_prompt=$SYSTEM" sampling.max_new_tokens=48 "rewards=[{name: boxed_int}]"
-}
+source "$(dirname "$0")/common.sh"
 
 $PY -m distill.shrink smollm2-135m-instruct runs/distill/smollm2-28 --layers 28 --keep-ends 4
 evaluate "$TEACHER" teacher
