@@ -11,6 +11,8 @@ What it measures (each part optional, config in `rl/eval/config.py`):
   (the empty think block pre-filled). Writes a table with one row per budget (stdout, `budget_sweep.json`,
   `budget_sweep.csv`) and `budget_curve.png` (accuracy vs budget, as in the Qwen3 report).
 - **Mode following** (`mode_check:`): see `rl/eval/mode_following.py`.
+- **With tools** (`tool_use:`, pass@k only): samples are multi-turn trajectories as in a GRPO run with the same
+  tools (`rl/rollout/multiturn.py`); results add `tools/call_rate` and the other tool metrics.
 
 Engines (`engine.backend`): `vllm` (default) or `hf`, built directly in this process (no Ray). Everything that can be
 checked (config, model path, data rows, rewards and their columns, chat template, prompt lengths) is checked before
@@ -26,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rl.chat import check_tools_rendered
 from rl.config_io import build_arg_parser, dump_config, run_cli
 from rl.data import render_prompts, tokenize_prompts
 from rl.eval.budget_sweep import run_budget_sweep
@@ -67,9 +68,7 @@ def prepare(cfg: EvalConfig) -> Prepared:
     prompts, longest = {}, 0
     for key, mode in wanted:
         texts, _ = render_prompts(inputs.rows, tok, system_prompt=d.system_prompt, think_mode=mode, think_prob=0.0,
-                                  seed=0, tools=tool_use.schemas if tool_use else None)
-        if tool_use:
-            texts = [check_tools_rendered(t, tool_use.schemas) for t in texts]
+                                  seed=0, tools=tool_use.schemas if tool_use else None)  # checks they render
         ids = tokenize_prompts(tok, texts, d.max_prompt_tokens, d.path)
         prompts[key] = (texts, ids)
         longest = max(longest, max(map(len, ids)))
