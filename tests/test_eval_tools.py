@@ -16,7 +16,9 @@ import yaml
 pytest.importorskip("vllm")
 
 ROOT = Path(__file__).parents[1]
+TESTS = Path(__file__).parent
 TOOL_USE = {"tools": ["calculator"], "max_turns": 3, "max_tool_tokens": 160}
+ENV_TOOL_USE = {"environment": f"{TESTS / 'tool_fns.py'}:CounterEnv", "max_turns": 3, "max_tool_tokens": 160}
 
 
 def _call(expression: str) -> str:
@@ -65,6 +67,41 @@ def scripted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return path, data
 
 
+@pytest.fixture(scope="module")
+def scripted_env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(model, data): a scripted policy that, shown the counter's `reset` observation, calls the environment's
+    `increment` once and then answers; the row starts the counter at 3."""
+    from scripted_policy import scripted_conversation, train_to_replay
+    from tool_fns import CounterEnv
+    from transformers import AutoTokenizer
+
+    from rl.chat import use_thinking_template
+    from rl.config import ToolUseConfig
+    from rl.data import render_prompts, tokenize_prompts, with_observation
+    from rl.models import build_tiny_qwen3
+    from rl.rollout.multiturn import ToolUse
+
+    tmp = tmp_path_factory.mktemp("eval_env")
+    path = build_tiny_qwen3(tmp / "model", seed=1, hidden_size=128, intermediate_size=256)
+    tokenizer = use_thinking_template(AutoTokenizer.from_pretrained(path))
+    tokenizer.save_pretrained(path)
+    row = {"prompt": "Count up.", "start": 3, "answer": 5}
+    data = tmp / "data.jsonl"
+    data.write_text(json.dumps(row) + "\n")
+
+    tool_use = ToolUse.load(ToolUseConfig(**ENV_TOOL_USE))
+    tool_use.bind(tokenizer, enable_thinking=False)
+    env = CounterEnv()
+    observed = {**row, "prompt": with_observation(row["prompt"], env.reset(**row))}
+    texts, _ = render_prompts([observed], tokenizer, system_prompt=None, think_mode="no_think", think_prob=0.0,
+                              seed=0, tools=tool_use.schemas)
+    first = '<tool_call>\n{"name": "increment", "arguments": {"by": 2}}\n</tool_call>'
+    completion, _ = scripted_conversation(tokenizer, tool_use, first, "Done: \\boxed{5}.", env=env)
+    tool_use.close()
+    train_to_replay(path, tokenizer.pad_token_id, [(tokenize_prompts(tokenizer, texts, 4096, "script")[0], completion)])
+    return path, data
+
+
 def _eval(tmp_path: Path, model: Path, data: Path, **changes) -> subprocess.CompletedProcess:
     cfg = {"output_dir": str(tmp_path / "eval"), "model": {"path": str(model)},
            "data": {"path": str(data), "think_mode": "no_think"},
@@ -91,6 +128,20 @@ def test_pass_k_over_tool_calling_trajectories(scripted: tuple[Path, Path], tmp_
     assert results["pass@1"] == pytest.approx(2 / 3)
     assert results["tools/call_rate"] == pytest.approx(2 / 3) and results["tools/error_rate"] == 0.0
     assert "tools/call_rate 0.6667" in out.stdout
+
+
+@pytest.mark.slow
+def test_an_environment_per_trajectory_and_its_reward(scripted_env: tuple[Path, Path], tmp_path: Path) -> None:
+    out = _eval(tmp_path, *scripted_env, tool_use=ENV_TOOL_USE)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())["pass_k"]
+    [sample] = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
+    # reset(start=3) was shown to the policy (it replays its script only then), increment(by=2) ran on that
+    # trajectory's own instance, and get_reward read it: 5
+    assert (sample["tool_calls"], sample["tool_errors"]) == (1, 0)
+    assert "<tool_response>\n5\n</tool_response>" in sample["completion"]
+    assert sample["rewards"] == {"boxed_int": 1.0, "CounterEnv": 5.0} and sample["correct"]
+    assert results["reward/CounterEnv/mean"] == 5.0 and results["pass@1"] == 1.0
 
 
 def test_bad_tool_fails_before_the_model_loads(scripted: tuple[Path, Path], tmp_path: Path) -> None:
