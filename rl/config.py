@@ -238,11 +238,13 @@ class LossConfig(Strict):
 
 
 class EntropyConfig(Strict):
-    mode: Literal["none", "fixed", "adaptive"] = "none"
+    mode: Literal["none", "fixed", "adaptive", "proportional"] = "none"
     """`fixed`: loss −= coef·H. `adaptive` (Skywork-OR1): coef rises by `delta` per step while the entropy is
-    below the target and falls while above; the bonus applies only while H ≤ target. The state is checkpointed."""
+    below the target and falls while above; the bonus applies only while H ≤ target. The state is checkpointed.
+    `proportional`: coef = coef_max·clamp(1 − H/target, 0, 1) from the last step's H (smooth, no state; the held
+    level settles below the target, where the bonus balances the policy gradient's pull)."""
     coef: float = Field(0.0, ge=0.0)
-    """The fixed coefficient, or the adaptive controller's starting value."""
+    """The fixed coefficient, or the adaptive controller's starting value (unused by `proportional`)."""
     target: float = Field(0.2, ge=0.0)
     """Target entropy (nats per token) at step 1."""
     target_end: float | None = Field(None, ge=0.0)
@@ -250,7 +252,7 @@ class EntropyConfig(Strict):
     delta: float = Field(0.005, gt=0.0)
     """Adaptive step of the coefficient per training step."""
     coef_max: float = Field(1.0, gt=0.0)
-    """Upper bound of the adaptive coefficient."""
+    """Upper bound of the adaptive coefficient; `proportional`'s coefficient at zero entropy."""
     cov: Literal["none", "clip_cov", "kl_cov"] = "none"
     """Covariance-based entropy control (arXiv 2505.22617): `clip_cov` detaches the gradient of a random
     `cov_frac` of tokens with covariance in [cov_low, cov_high]; `kl_cov` adds kl_cov_coef·|logπ − logπ_old| on
@@ -268,6 +270,8 @@ class EntropyConfig(Strict):
     def _check(self) -> EntropyConfig:
         if self.mode == "fixed" and self.coef == 0.0:
             raise ValueError("entropy.mode=fixed needs entropy.coef > 0")
+        if self.mode == "proportional" and self.target == 0.0:
+            raise ValueError("entropy.mode=proportional needs entropy.target > 0 (the coefficient is coef_max·(1 − H/target))")
         if self.cov_low >= self.cov_high:
             raise ValueError(f"entropy.cov_low={self.cov_low} must be below entropy.cov_high={self.cov_high}")
         return self

@@ -109,9 +109,9 @@ class Learner:
         self.policy.model.train()
         cfg, algo = self.trainer_cfg, self.algo_cfg
         e = self.entropy_control
-        self._entropy_coef = e.coef_for_loss(self._last_entropy if self._last_entropy is not None else 0.0, step)
+        self._entropy_coef = e.coef_for_loss(self._last_entropy, step)
         info: dict[str, float] = {"entropy_coef": self._entropy_coef}
-        if e.mode == "adaptive" or algo.entropy.target_end is not None:
+        if e.mode in ("adaptive", "proportional") or algo.entropy.target_end is not None:
             info["entropy_target"] = e.target_at(step)
         # π_old as the trainer sees it, before any update: needed to correct the sampler mismatch, and to measure
         # it when later mini-batches would otherwise see already-updated weights.

@@ -28,6 +28,7 @@ from rl.algos import (
     token_covariance,
     token_entropy,
 )
+from rl.config import EntropyConfig
 
 E = math.exp
 
@@ -265,6 +266,22 @@ def test_entropy_controller_rules() -> None:
     assert EntropyController("none", 0.5, 1.0, None, 0.0, 1).coef_for_loss(0.0, step=1) == 0.0
     with pytest.raises(ValueError, match="adaptive"):
         EntropyController("auto", 0.0, 0.2, None, 0.005, 10)
+    assert EntropyController("adaptive", 0.02, 0.5, None, 0.01, 10).coef_for_loss(None, step=1) == 0.02
+
+
+def test_proportional_entropy_control_rule() -> None:
+    ctrl = EntropyController("proportional", coef=0.0, target=0.5, target_end=1.0, delta=0.005, total_steps=100,
+                             coef_max=0.4)
+    assert ctrl.coef_for_loss(None, step=1) == 0.0  # nothing measured yet: no bonus
+    assert ctrl.coef_for_loss(0.5, step=0) == 0.0  # at the target: none
+    assert ctrl.coef_for_loss(0.25, step=0) == pytest.approx(0.2)  # half the target: half of coef_max
+    assert ctrl.coef_for_loss(0.0, step=0) == pytest.approx(0.4)
+    assert ctrl.coef_for_loss(2.0, step=0) == 0.0  # above the target: none (never negative)
+    assert ctrl.coef_for_loss(0.375, step=50) == pytest.approx(0.2)  # the target follows its schedule (0.75)
+    ctrl.update(0.1, step=1)  # stateless
+    assert ctrl.coef_for_loss(0.25, step=0) == pytest.approx(0.2) and ctrl.state_dict() == {"coef": 0.0}
+    with pytest.raises(ValueError, match="target > 0"):
+        EntropyConfig(mode="proportional", target=0.0)
 
 
 def _toy_entropies(ctrl: EntropyController, steps: int = 200) -> list[float]:
@@ -300,6 +317,19 @@ def test_entropy_collapses_without_control_and_adaptive_holds_the_target() -> No
     last_half = held[100:]
     assert all(abs(h - 0.6) < 0.25 for h in last_half)
     assert sum(last_half) / len(last_half) == pytest.approx(0.6, abs=0.05)
+
+
+def test_proportional_control_holds_a_steady_level_below_its_target() -> None:
+    """No bang-bang: the held level moves 4x less from step to step than under the adaptive rule, and sits below
+    the target where the bonus balances the policy gradient (here ~0.5 for a target of 0.6 at coef_max 1)."""
+    held = _toy_entropies(EntropyController("proportional", 0.0, 0.6, None, 0.0, 200, coef_max=1.0))[100:]
+    adaptive = _toy_entropies(EntropyController("adaptive", 0.0, 0.6, None, 0.01, 200))[100:]
+    assert all(0.4 < h < 0.6 for h in held)
+
+    def biggest_move(hs: list[float]) -> float:
+        return max(abs(b - a) for a, b in zip(hs, hs[1:]))
+
+    assert biggest_move(held) < biggest_move(adaptive) / 3
 
 
 def test_entropy_follows_a_rising_target() -> None:

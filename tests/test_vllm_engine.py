@@ -94,6 +94,17 @@ def test_engine_draws_follow_its_sampling_distribution(engine, top_p: float) -> 
         assert abs(count[t] - n * p) < 5 * math.sqrt(n * p * (1 - p)), (t, count[t], n * p)
 
 
+def test_seeded_sampling_of_a_batch_larger_than_one_scheduler_step(engine) -> None:
+    # 48 prompts of 120 tokens (5,760 prompt tokens) do not fit one scheduler step of 4,096 tokens. With chunked
+    # prefill, vLLM samples (and discards) a token for a half-prefilled request and rewinds its seeded generator
+    # with `set_offset`, which CPU generators do not support: seeded sampling (rl.eval's pass@k) crashed on CPU.
+    prompts = [[(7 * i + j) % 500 + 5 for j in range(120)] for i in range(48)]
+    spec = SamplingSpec(n=2, max_new_tokens=4, temperature=1.0, seed=3)
+    first, again = engine.generate(prompts, spec), engine.generate(prompts, spec)
+    assert [[c.token_ids for c in g] for g in first] == [[c.token_ids for c in g] for g in again]  # seeded
+    assert len({tuple(c.token_ids) for g in first for c in g}) > 48  # and really sampled
+
+
 class _Warnings(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)

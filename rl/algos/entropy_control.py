@@ -1,7 +1,9 @@
-"""Entropy-bonus coefficient control: the loss gets -α·H, with α none, fixed, or adaptive.
+"""Entropy-bonus coefficient control: the loss gets -α·H, with α none, fixed, adaptive or proportional.
 
 Adaptive (Skywork-OR1): keep a target entropy H*; apply the bonus only while H ≤ H*, and after every step
 move α by Δ towards keeping H at H* (up when H < H*, down otherwise), clamped to [0, coef_max].
+Proportional: α = coef_max · clamp(1 − H/H*, 0, 1) from the last measured H — no bonus at or above the target,
+growing smoothly as the entropy falls below it; no state, so no wind-up and no on/off switching around H*.
 The target may follow a linear schedule (Qwen3: entropy should rise steadily or stay stable):
 H*(step) = target + (target_end - target) · clamp(step / total_steps, 0, 1).
 
@@ -10,7 +12,7 @@ Formulas: docs/ALGORITHMS.md#entropy-control.
 
 from __future__ import annotations
 
-_MODES = ("none", "fixed", "adaptive")
+_MODES = ("none", "fixed", "adaptive", "proportional")
 
 
 class EntropyController:
@@ -36,12 +38,16 @@ class EntropyController:
         frac = min(max(step / self.total_steps, 0.0), 1.0)
         return self.target + (self.target_end - self.target) * frac
 
-    def coef_for_loss(self, entropy: float, step: int) -> float:
-        """α to apply this step given the current mean token entropy H (nats)."""
+    def coef_for_loss(self, entropy: float | None, step: int) -> float:
+        """α to apply this step given the last measured mean token entropy H (nats; None before any step:
+        adaptive then applies its starting α, proportional none)."""
         if self.mode == "fixed":
             return self.coef
-        if self.mode == "adaptive" and entropy <= self.target_at(step):
+        if self.mode == "adaptive" and (entropy is None or entropy <= self.target_at(step)):
             return self.coef
+        if self.mode == "proportional" and entropy is not None:
+            target = self.target_at(step)
+            return self.coef_max * min(max(1.0 - entropy / target, 0.0), 1.0) if target > 0 else 0.0
         return 0.0
 
     def update(self, entropy: float, step: int) -> None:

@@ -89,6 +89,10 @@ class VLLMEngine(RolloutEngine):
             tensor_parallel_size=tensor_parallel_size,
             **({"enable_sleep_mode": True} if enable_sleep_mode else {}),
             **({"block_size": block_size} if block_size else {}),
+            # CPU: no chunked prefill. vLLM rewinds a seeded request's generator (`set_offset`) after sampling a
+            # half-prefilled prompt, which CPU generators cannot do: seeded sampling crashed once a batch's prompts
+            # exceeded one scheduler step (tests/test_vllm_engine.py)
+            **({} if on_gpu else {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096)}),
             **memory,
         )
         # every reload warns "Failed to load weights" for RoPE and a tied lm_head, which have nothing of their own
@@ -100,17 +104,23 @@ class VLLMEngine(RolloutEngine):
         from vllm.inputs import TokensPrompt
 
         greedy = spec.temperature == 0.0
-        params = SamplingParams(
-            n=spec.n,
-            max_tokens=spec.max_new_tokens,
-            temperature=spec.temperature,
-            top_p=1.0 if greedy else spec.top_p,
-            seed=spec.seed,
-            stop_token_ids=list(spec.stop_token_ids),
-            logprobs=0,
-            detokenize=False,  # token ids in, token ids out: the driver decodes once, after sampling
-        )
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
+
+        def params(seed: int | None) -> SamplingParams:
+            return SamplingParams(
+                n=spec.n,
+                max_tokens=spec.max_new_tokens,
+                temperature=spec.temperature,
+                top_p=1.0 if greedy else spec.top_p,
+                seed=seed,
+                stop_token_ids=list(spec.stop_token_ids),
+                logprobs=0,
+                detokenize=False,  # token ids in, token ids out: the driver decodes once, after sampling
+            )
+
+        # a seed per prompt (vLLM seeds a request's n samples seed, seed + 1, ...): one shared seed would draw the
+        # same uniforms for every prompt, correlating the samples of different prompts
+        per_prompt = params(None) if spec.seed is None else [params(spec.seed + i * spec.n) for i in range(len(prompts))]
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], per_prompt, use_tqdm=False)
         return [[_completion(c) for c in out.outputs] for out in outputs]
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
