@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml Makefile
 
 demo: setup
 	$(PY) -m rl.models fetch smollm2-135m-instruct
-	$(PY) -m rl.grpo --config examples/arithmetic/config.yaml
+	$(PY) -m rl.grpo --config examples/arithmetic/curriculum.yaml
 
 test: setup
 	$(PY) -m pytest -q --durations=15

@@ -258,6 +258,8 @@ class Learner:
                    "ratio_mean": token_mean(stats["ratio"])}
         if loss_cfg.dual_clip is not None:
             metrics["dual_clip_frac"] = token_mean(stats["dual_clipped"])
+        if ent.cov == "clip_cov":
+            metrics["clip_cov_frac"] = token_mean(detach.float())
         if self._entropy_coef > 0:
             loss = loss - self._entropy_coef * (entropy * mask).sum() / norms.num_tokens
         metrics["entropy"] = token_mean(entropy.detach())

@@ -149,6 +149,7 @@ def test_cli_other_variants_run(make_config, tmp_path: Path) -> None:
     records = _metrics(tmp_path / "run")
     assert [r["step"] for r in records] == [1, 2, 3]
     assert all(r["entropy_coef"] == 0.01 and "kl_reward_penalty" in r and "dual_clip_frac" in r for r in records)
+    assert all(0 <= r["clip_cov_frac"] <= 0.25 for r in records)  # the share of tokens Clip-Cov detached
     assert records[0]["kl_reward_penalty"] == pytest.approx(0.0, abs=0.05)  # sampler ≈ reference at step 1
 
 

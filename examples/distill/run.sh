@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every stage of the distillation demo, one after the other (CPU, from the repository root; outputs in runs/distill/):
 #   bash examples/distill/run.sh
-# Needs the teacher, a checkpoint of examples/arithmetic (`make demo`): TEACHER=runs/arithmetic/checkpoints/step_30
+# Needs the teacher, a checkpoint of `python -m rl.grpo --config examples/arithmetic/config.yaml`: TEACHER=runs/arithmetic/checkpoints/step_30
 # by default. Each stage's held-out accuracy: greedy, exact sum in \boxed{}, the 200 2-digit additions of
 # datasets/arithmetic/test.jsonl (rl.eval, or the runs' own evaluations).
 set -euo pipefail

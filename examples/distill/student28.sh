@@ -3,7 +3,7 @@
 # SmolLM2-135M-Instruct's 30 layers, off-policy distillation (the teacher's verified answers → SFT), and the
 # baseline: GRPO on the same student for the same wall-clock time. From the repository root:
 #   bash examples/distill/student28.sh
-# Needs the teacher, a checkpoint of examples/arithmetic (`make demo`): TEACHER=runs/arithmetic/checkpoints/step_30
+# Needs the teacher, a checkpoint of `python -m rl.grpo --config examples/arithmetic/config.yaml`: TEACHER=runs/arithmetic/checkpoints/step_30
 # by default. Held-out accuracy: greedy, exact sum in \boxed{}, the 200 2-digit additions of
 # datasets/arithmetic/test.jsonl (runs/distill/eval/<name>/results.json).
 set -euo pipefail

@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
-# Three GRPO variants on the arithmetic task with SmolLM2-135M-Instruct, same base config
-# (examples/arithmetic/curriculum.yaml: 20 scaffolded steps, then prompts with and without the scaffold, held-out accuracy in
-# both formats), same seed, run one after the other (CPU): plain GRPO, DAPO-style, and the entropy-held recipe.
-# Then one PNG of the reward, entropy and held-out accuracy curves.
-#   bash examples/grpo_variants/run.sh [STEPS]      (from the repository root; results in runs/variants/)
+# GRPO variants on the arithmetic curriculum with SmolLM2-135M-Instruct (examples/arithmetic/curriculum.yaml: 20
+# scaffolded steps, then prompts with and without the scaffold; held-out accuracy in both formats), same seed, run
+# one after the other (CPU, ~17-22 min each on 2 cores), then one PNG of reward, entropy and held-out accuracy.
+#   bash examples/grpo_variants/run.sh [STEPS] [SEED]    (from the repository root; results in runs/variants/)
 set -euo pipefail
 STEPS=${1:-60}
-BASE=(--config examples/arithmetic/curriculum.yaml trainer.max_steps=$STEPS)
+SEED=${2:-1}
+BASE=(--config examples/arithmetic/curriculum.yaml trainer.max_steps=$STEPS trainer.seed=$SEED algorithm.entropy.mode=none)
 PY=${PYTHON:-.venv/bin/python}
-NO_ENTROPY=(algorithm.entropy.mode=none)
+OUT=runs/variants
 # plain GRPO: symmetric clip 0.2, per-sequence mean then mean over sequences (the original GRPO loss)
-$PY -m rl.grpo "${BASE[@]}" "${NO_ENTROPY[@]}" output_dir=runs/variants/grpo \
-    algorithm.loss.eps_high=0.2 algorithm.loss.aggregation=seq-mean-token-mean
-# DAPO-style: clip-higher 0.28, global token-mean, dynamic sampling (up to 3 generation rounds per step)
-$PY -m rl.grpo "${BASE[@]}" "${NO_ENTROPY[@]}" output_dir=runs/variants/dapo \
-    algorithm.loss.eps_high=0.28 algorithm.loss.aggregation=token-mean \
-    algorithm.dynamic_sampling=true algorithm.dynamic_sampling_rounds=3
-# entropy held: the config as it is — clip-higher 0.28, token-mean, adaptive entropy control toward 1.0 nat/token
-$PY -m rl.grpo "${BASE[@]}" output_dir=runs/variants/entropy_held
-$PY examples/grpo_variants/plot.py runs/variants/grpo runs/variants/dapo runs/variants/entropy_held \
-    --out examples/grpo_variants/curves.png
+$PY -m rl.grpo "${BASE[@]}" output_dir=$OUT/grpo algorithm.loss.eps_high=0.2 algorithm.loss.aggregation=seq-mean-token-mean
+# the curriculum recipe as committed: clip-higher 0.28, global token-mean
+$PY -m rl.grpo "${BASE[@]}" output_dir=$OUT/clip_higher
+# DAPO-style: the same + dynamic sampling (groups with equal rewards refilled, up to 3 generation rounds per step)
+$PY -m rl.grpo "${BASE[@]}" output_dir=$OUT/dapo algorithm.dynamic_sampling=true
+# entropy bonus under proportional control: coefficient 1.0·(1 − H/0.8), none at or above 0.8 nats/token
+$PY -m rl.grpo "${BASE[@]}" output_dir=$OUT/entropy_proportional algorithm.entropy.mode=proportional \
+    algorithm.entropy.target=0.8 algorithm.entropy.coef_max=1.0
+# Clip-Cov: the gradient of a random 10% of the tokens with logπ-advantage covariance in [0.5, 5] detached
+$PY -m rl.grpo "${BASE[@]}" output_dir=$OUT/clip_cov algorithm.entropy.cov=clip_cov algorithm.entropy.cov_frac=0.1 \
+    algorithm.entropy.cov_low=0.5
+$PY examples/grpo_variants/plot.py $OUT/grpo $OUT/clip_higher $OUT/dapo $OUT/entropy_proportional $OUT/clip_cov \
+    --out examples/grpo_variants/curriculum_variants.png
