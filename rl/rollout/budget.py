@@ -20,7 +20,7 @@ on them) and `budget_hit`. The budget counts every sampled token before `</think
 the model writes itself.
 
 Sampling note: `spec.max_new_tokens` is replaced by the phase limits; a fixed `spec.seed` gets offset per
-phase, and vLLM then seeds every continuation request alike (correlated noise): train with `seed=None`.
+phase (and the vLLM engine seeds each prompt of a call apart); train with `seed=None`.
 """
 
 from __future__ import annotations
