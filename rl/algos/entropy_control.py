@@ -12,7 +12,33 @@ Formulas: docs/ALGORITHMS.md#entropy-control.
 
 from __future__ import annotations
 
-_MODES = ("none", "fixed", "adaptive", "proportional")
+from collections.abc import Callable
+
+
+def _none(ctrl: EntropyController, entropy: float | None, step: int) -> float:
+    return 0.0
+
+
+def _fixed(ctrl: EntropyController, entropy: float | None, step: int) -> float:
+    return ctrl.coef
+
+
+def _adaptive(ctrl: EntropyController, entropy: float | None, step: int) -> float:
+    """The current α while H ≤ H*(step) (or before any H is measured), else none."""
+    return ctrl.coef if entropy is None or entropy <= ctrl.target_at(step) else 0.0
+
+
+def _proportional(ctrl: EntropyController, entropy: float | None, step: int) -> float:
+    """coef_max · clamp(1 − H/H*(step), 0, 1); none before any H is measured."""
+    target = ctrl.target_at(step)
+    if entropy is None or target <= 0:
+        return 0.0
+    return ctrl.coef_max * min(max(1.0 - entropy / target, 0.0), 1.0)
+
+
+# mode -> rule(controller, last measured H or None, step) -> α for this step's loss
+_RULES: dict[str, Callable[[EntropyController, float | None, int], float]] = {
+    "none": _none, "fixed": _fixed, "adaptive": _adaptive, "proportional": _proportional}
 
 
 class EntropyController:
@@ -20,8 +46,8 @@ class EntropyController:
 
     def __init__(self, mode: str, coef: float, target: float, target_end: float | None, delta: float,
                  total_steps: int, coef_max: float = 1.0) -> None:
-        if mode not in _MODES:
-            raise ValueError(f"entropy control mode {mode!r} is unknown; choose one of {list(_MODES)}")
+        if mode not in _RULES:
+            raise ValueError(f"entropy control mode {mode!r} is unknown; choose one of {list(_RULES)}")
         if coef < 0 or delta < 0 or coef_max < 0:
             raise ValueError(f"entropy coef, delta and coef_max must be >= 0, got {coef}, {delta}, {coef_max}")
         if mode == "adaptive" and coef > coef_max:
@@ -41,14 +67,7 @@ class EntropyController:
     def coef_for_loss(self, entropy: float | None, step: int) -> float:
         """α to apply this step given the last measured mean token entropy H (nats; None before any step:
         adaptive then applies its starting α, proportional none)."""
-        if self.mode == "fixed":
-            return self.coef
-        if self.mode == "adaptive" and (entropy is None or entropy <= self.target_at(step)):
-            return self.coef
-        if self.mode == "proportional" and entropy is not None:
-            target = self.target_at(step)
-            return self.coef_max * min(max(1.0 - entropy / target, 0.0), 1.0) if target > 0 else 0.0
-        return 0.0
+        return _RULES[self.mode](self, entropy, step)
 
     def update(self, entropy: float, step: int) -> None:
         """After a step: adaptive α ← clamp(α + Δ if H < H*(step) else α - Δ, 0, coef_max); others no-op."""
