@@ -6,14 +6,15 @@
 set -euo pipefail
 STEPS=${1:-60}
 SEED=${2:-1}
-BASE=(--config examples/arithmetic/curriculum.yaml trainer.max_steps=$STEPS trainer.seed=$SEED algorithm.entropy.mode=none)
+BASE=(--config examples/arithmetic/curriculum.yaml trainer.max_steps=$STEPS trainer.seed=$SEED algorithm.entropy.mode=none
+      algorithm.dynamic_sampling=false)
 PY=${PYTHON:-.venv/bin/python}
 OUT=runs/variants
 # plain GRPO: symmetric clip 0.2, per-sequence mean then mean over sequences (the original GRPO loss)
 $PY -m rl.grpo "${BASE[@]}" output_dir=$OUT/grpo algorithm.loss.eps_high=0.2 algorithm.loss.aggregation=seq-mean-token-mean
-# the curriculum recipe as committed: clip-higher 0.28, global token-mean
+# clip-higher 0.28, global token-mean (the demo without dynamic sampling)
 $PY -m rl.grpo "${BASE[@]}" output_dir=$OUT/clip_higher
-# DAPO-style: the same + dynamic sampling (groups with equal rewards refilled, up to 3 generation rounds per step)
+# DAPO-style, the demo as committed: the same + dynamic sampling (groups with equal rewards refilled, <= 3 rounds)
 $PY -m rl.grpo "${BASE[@]}" output_dir=$OUT/dapo algorithm.dynamic_sampling=true
 # entropy bonus under proportional control: coefficient 1.0·(1 − H/0.8), none at or above 0.8 nats/token
 $PY -m rl.grpo "${BASE[@]}" output_dir=$OUT/entropy_proportional algorithm.entropy.mode=proportional \
