@@ -208,13 +208,14 @@ def step_metrics(rewards, n: int, completions: list, modes: list[str], train: di
     the learner's metrics."""
     import torch
 
-    from rl.algos import informative_groups
+    from rl.algos import group_reward_std, informative_groups
 
     lengths = torch.tensor([len(c.token_ids) for c in completions], dtype=torch.float32)
     scored = rewards[~torch.isnan(rewards)]
     record = {
         "reward_mean": scored.mean().item() if len(scored) else None,
-        "reward_std": scored.std().item() if len(scored) > 1 else None, "kl_ref": None, **train,
+        "reward_std": scored.std().item() if len(scored) > 1 else None,
+        "reward_group_std": group_reward_std(rewards, n), "kl_ref": None, **train,
         "response_len_mean": lengths.mean().item(),
         "truncated_frac": sum(c.finish_reason == "length" for c in completions) / len(completions),
         "zero_adv_group_frac": 1.0 - informative_groups(rewards, n).float().mean().item(),

@@ -18,6 +18,7 @@ from rl.algos import (
     clip_cov_mask,
     detach_where,
     dr_grpo_advantages,
+    group_reward_std,
     gspo_token_loss,
     informative_groups,
     kl_cov_penalty,
@@ -60,6 +61,16 @@ def test_rloo_advantages_hand_values() -> None:
         rloo_advantages(torch.ones(3), group_size=1)
     with pytest.raises(ValueError, match="group_size=4"):
         dr_grpo_advantages(torch.zeros(6), group_size=4)
+
+
+def test_group_reward_std_leaves_out_the_spread_between_prompts() -> None:
+    # two groups of 3 a hundred apart: the batch std is ~55, the mean within-group std 1
+    rewards = torch.tensor([0.0, 1.0, 2.0, 100.0, 101.0, 102.0])
+    assert rewards.std().item() > 50 and group_reward_std(rewards, group_size=3) == pytest.approx(1.0)
+    # unscored (NaN) completions are left out; a group with one scored reward has no spread to report
+    assert group_reward_std(torch.tensor([0.0, 2.0, float("nan"), 5.0, float("nan"), float("nan")]), 3) == \
+        pytest.approx(2 ** 0.5)
+    assert group_reward_std(torch.tensor([1.0, float("nan")]), 2) is None
 
 
 def test_informative_groups() -> None:

@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).parents[1]
 TESTS = Path(__file__).parent
-STEP_KEYS = {"step", "reward_mean", "reward_std", "entropy", "kl_ref", "clip_frac", "response_len_mean",
+STEP_KEYS = {"step", "reward_mean", "reward_std", "reward_group_std", "entropy", "kl_ref", "clip_frac", "response_len_mean",
              "rollout_tokens_per_s", "train_tokens_per_s", "time_step_s", "time_rollout_s", "time_reward_s",
              "time_train_s", "time_sync_s"}
 

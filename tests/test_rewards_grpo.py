@@ -117,9 +117,11 @@ def test_reward_model_trained_on_preferences_then_used_in_grpo(tiny_model: Path,
     assert all(r["reward/rm/errors"] == 0 and r["reward/rm/none_rate"] == 0.0 for r in records)
     # The RM's scale is arbitrary (its reward spread measured 1.3 to 7 across RM seeds and CPUs), so the rise is a
     # z-score: the mean of the last 5 steps over the first 5, in standard errors of that difference under "no
-    # learning" (each step averages 4 x 8 samples). The rise starts at a random step (4 to 20 over seeds), so
-    # 20 steps were sometimes too few (CI once: 0.7 standard errors); over 30 steps, 4 RM/run seed pairs measured 9-74.
+    # learning" (each step averages the same 4 prompts x 8 samples, so only the spread within a prompt's group is
+    # noise: `reward_group_std`; the batch's `reward_std` also holds the fixed spread between the 4 prompts, which
+    # CI once found 3.1 "standard errors" of a clear rise, -2.35 -> 0.74). The rise starts at a random step (4 to 20
+    # over seeds), so 20 steps were sometimes too few; over 30 steps, 4 RM/run seed pairs measured 9-74.
     k, samples = 5, 4 * 8
     first, last = (sum(r["reward/rm/mean"] for r in part) / k for part in (records[:k], records[-k:]))
-    noise = sum(r["reward_std"] for r in records[:k]) / k * (2 / (k * samples)) ** 0.5
+    noise = (sum(r["reward_group_std"] ** 2 for r in records[:k]) / k) ** 0.5 * (2 / (k * samples)) ** 0.5
     assert last - first > 4 * noise, (noise, [round(r["reward/rm/mean"], 2) for r in records])

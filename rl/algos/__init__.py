@@ -10,7 +10,7 @@ from rl.algos.aggregation import AGGREGATIONS, aggregate
 from rl.algos.covariance import clip_cov_mask, detach_where, kl_cov_penalty, token_covariance
 from rl.algos.dr_grpo_advantage import dr_grpo_advantages
 from rl.algos.entropy_control import EntropyController
-from rl.algos.groups import informative_groups, scored_advantages
+from rl.algos.groups import group_reward_std, informative_groups, scored_advantages
 from rl.algos.grpo_advantage import grpo_advantages
 from rl.algos.gspo import gspo_token_loss
 from rl.algos.kl import KL_ESTIMATORS, kl_per_token
@@ -35,6 +35,7 @@ __all__ = [
     "dr_grpo_advantages",
     "grpo_advantages",
     "gspo_token_loss",
+    "group_reward_std",
     "informative_groups",
     "scored_advantages",
     "kl_cov_penalty",

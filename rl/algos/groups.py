@@ -52,3 +52,14 @@ def scored_advantages(estimator: Callable[[torch.Tensor, int, float], torch.Tens
         if count >= 2:
             out[b, scored[b]] = estimator(groups[b, scored[b]], count, std_eps)
     return out.view(-1)
+
+
+def group_reward_std(rewards: torch.Tensor, group_size: int) -> float | None:
+    """Mean over groups of the standard deviation (n − 1) of each group's scored rewards — TRL's `reward_std`: the
+    spread the group-relative advantages see, without the spread between prompts.
+
+    rewards: [B*G], NaN where unscored → float, or None when no group has 2 scored rewards.
+    """
+    groups = grouped(rewards.double(), group_size)
+    stds = [g[~torch.isnan(g)].std().item() for g in groups if (~torch.isnan(g)).sum() >= 2]
+    return sum(stds) / len(stds) if stds else None
