@@ -10,6 +10,7 @@ mini-batch; each mini-batch is computed in micro-batches (`trainer.micro_batch_s
 
 from __future__ import annotations
 
+import difflib
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -168,6 +169,21 @@ class RolloutConfig(EngineConfig, ToolUseConfig):
         return self
 
 
+LR_SCHEDULE_KWARGS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]] = {
+    "constant": ((), ()),
+    "linear": ((), ()),
+    "cosine": (("num_cycles",), ()),
+    "cosine_with_restarts": (("num_cycles",), ()),
+    "cosine_with_min_lr": (("num_cycles", "min_lr", "min_lr_rate"), (("min_lr", "min_lr_rate"),)),
+    "polynomial": (("lr_end", "power"), ()),
+    "inverse_sqrt": (("timescale",), ()),
+    "warmup_stable_decay": (("num_decay_steps", "num_stable_steps", "warmup_type", "decay_type", "min_lr_ratio",
+                             "num_cycles"), (("num_decay_steps",),)),
+}
+"""`trainer.lr_schedule` → (the arguments its transformers function takes, groups of which one is required);
+checked against transformers' signatures in tests/test_config.py."""
+
+
 class TrainerConfig(Strict):
     max_steps: int = Field(ge=1)
     """Training steps (one rollout batch each)."""
@@ -179,7 +195,18 @@ class TrainerConfig(Strict):
     lr: float = Field(1e-6, gt=0.0)
     """AdamW learning rate."""
     warmup_steps: int = Field(0, ge=0)
-    """Linear warm-up of the learning rate over this many optimizer steps."""
+    """Linear warm-up of the learning rate from 0 over this many optimizer steps (transformers' warm-up: the first
+    optimizer step runs at lr 0)."""
+    lr_schedule: Literal["constant", "linear", "cosine", "cosine_with_restarts", "cosine_with_min_lr",
+                         "polynomial", "inverse_sqrt", "warmup_stable_decay"] = "constant"
+    """The learning rate after the warm-up, by transformers' schedule name (TRL's `lr_scheduler_type`), over the
+    run's `optimizer_steps` (max_steps × updates_per_batch × mini_batches): `constant`; `linear` / `cosine` to 0
+    at the last step; `cosine_with_min_lr` to `min_lr_rate`·lr; `warmup_stable_decay` constant, then decays over
+    its last `num_decay_steps` to `min_lr_ratio`·lr (`decay_type`: cosine, linear, 1-sqrt); `polynomial`,
+    `inverse_sqrt`, `cosine_with_restarts`. Arguments in `lr_schedule_kwargs`."""
+    lr_schedule_kwargs: dict[str, float | int | str] = {}
+    """The schedule's own arguments (transformers' `scheduler_specific_kwargs`), e.g. `{min_lr_rate: 0.1}` for
+    `cosine_with_min_lr`, `{num_decay_steps: 60, min_lr_ratio: 0.1}` for `warmup_stable_decay`."""
     weight_decay: float = Field(0.0, ge=0.0)
     """AdamW weight decay."""
     max_grad_norm: float = Field(1.0, gt=0.0)
@@ -219,6 +246,30 @@ class TrainerConfig(Strict):
     which the gradients also accumulate in float32 (Megatron / DeepSpeed style; `rl/precision.py`).
     `autocast`: float32 parameters under `torch.autocast` (the HF Trainer / TRL style: a float32 residual
     stream, every matmul's inputs cast to bf16)."""
+
+    @property
+    def optimizer_steps(self) -> int:
+        """Optimizer steps of the whole run: the learning-rate schedule's length."""
+        return self.max_steps * self.updates_per_batch * self.mini_batches
+
+    @model_validator(mode="after")
+    def _check_lr_schedule(self) -> TrainerConfig:
+        allowed, required = LR_SCHEDULE_KWARGS[self.lr_schedule]
+        for key in self.lr_schedule_kwargs:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f" — did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"trainer.lr_schedule_kwargs.{key}: not an argument of lr_schedule="
+                                 f"{self.lr_schedule} (it takes {', '.join(allowed) or 'none'}){hint}")
+        for group in required:
+            if not any(key in self.lr_schedule_kwargs for key in group):
+                raise ValueError(f"trainer.lr_schedule={self.lr_schedule} needs trainer.lr_schedule_kwargs."
+                                 f"{' or .'.join(group)}")
+        decay = self.lr_schedule_kwargs.get("num_decay_steps")
+        if decay is not None and not 0 < int(decay) <= self.optimizer_steps - self.warmup_steps:
+            raise ValueError(f"trainer.lr_schedule_kwargs.num_decay_steps={decay} must be in 1.."
+                             f"{self.optimizer_steps - self.warmup_steps} (optimizer steps after the warm-up)")
+        return self
 
 
 class LossConfig(Strict):

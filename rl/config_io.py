@@ -92,6 +92,7 @@ FIELD_SYNONYMS = {
     "epsilon_high": "eps_high", "num_iterations": "updates_per_batch", "ppo_epochs": "updates_per_batch",
     "per_device_train_batch_size": "micro_batch_size", "gradient_accumulation_steps": "mini_batches",
     "max_grad_norm_clip": "max_grad_norm", "loss_type": "aggregation", "num_workers": "workers",
+    "lr_scheduler_type": "lr_schedule", "lr_scheduler_kwargs": "lr_schedule_kwargs", "warmup_style": "lr_schedule",
 }
 """Names other toolkits (TRL, verl) use for a key, mapped to ours, for did-you-mean hints."""
 

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 import torch
+from transformers import get_scheduler
 
 from rl.algos import (
     TOKEN_LOSSES,
@@ -88,8 +89,7 @@ class Learner:
         # fused: one kernel over all parameters (on CPU 0.12 s a step for SmolLM2-135M, against 0.9 s for the
         # default per-parameter loop and 0.64 s for foreach)
         self.optimizer = torch.optim.AdamW(params, lr=trainer_cfg.lr, weight_decay=trainer_cfg.weight_decay, fused=True)
-        warmup = trainer_cfg.warmup_steps
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
+        self.scheduler = lr_scheduler(self.optimizer, trainer_cfg)
         e = algo_cfg.entropy
         self.entropy_control = EntropyController(mode=e.mode, coef=e.coef, target=e.target, target_end=e.target_end,
                                                  delta=e.delta, total_steps=trainer_cfg.max_steps, coef_max=e.coef_max)
@@ -440,7 +440,7 @@ class Learner:
                          no_dist=not self.world.sharded)
             for group, saved in zip(self.optimizer.param_groups, state["param_groups"], strict=True):
                 group.update(saved)
-        self.scheduler.load_state_dict(state["scheduler"])
+        restore_lr_scheduler(self.scheduler, state["scheduler"], self.trainer_cfg.lr)
         if "entropy_control" in state:
             self.entropy_control.load_state_dict(state["entropy_control"])
             self._last_entropy = state["last_entropy"]
@@ -465,6 +465,25 @@ OPTIMIZER_DIR = "optimizer"
 
 
 @torch.no_grad()
+def lr_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainerConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """transformers' schedule `cfg.lr_schedule` over the run's optimizer steps, after `cfg.warmup_steps` of linear
+    warm-up (`constant` with a warm-up is transformers' `constant_with_warmup`)."""
+    name = "constant_with_warmup" if cfg.lr_schedule == "constant" and cfg.warmup_steps else cfg.lr_schedule
+    return get_scheduler(name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.optimizer_steps,
+                         scheduler_specific_kwargs=dict(cfg.lr_schedule_kwargs))
+
+
+def restore_lr_scheduler(scheduler: torch.optim.lr_scheduler.LambdaLR, state: dict, lr: float) -> None:
+    """Put a resumed run's schedule at the checkpoint's optimizer step, with this run's `lr` and schedule (which
+    may be longer than the saved run's: a resume with a larger `max_steps`), and set the next step's rate."""
+    scheduler.load_state_dict(state)
+    scheduler.base_lrs = [lr] * len(scheduler.base_lrs)
+    for group, factor in zip(scheduler.optimizer.param_groups, scheduler.lr_lambdas, strict=True):
+        group["initial_lr"] = lr
+        group["lr"] = lr * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+
+
 def _allocate_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
     """Create AdamW's moments (and touch a gradient's worth of memory) now, with an update of learning rate 0 on
     zero gradients, then reset its step count: nothing changes (p − 0·update, p·(1 − 0·wd)). Lazily created in
