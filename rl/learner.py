@@ -135,7 +135,6 @@ class Learner:
             e.update(self._last_entropy, step)
         totals.update(info)
         totals["nonfinite_streak"] = self.nonfinite_streak
-        totals["lr"] = self.scheduler.get_last_lr()[0]
         return totals
 
     def _optimizer_step(self, batch: TrainBatch) -> dict[str, float]:
@@ -145,6 +144,7 @@ class Learner:
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, self.trainer_cfg.max_grad_norm)
         metrics["grad_norm"] = (grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm).item()
+        metrics["lr"] = self.optimizer.param_groups[0]["lr"]  # the rate this step applies (the schedule's)
         # the same decision on every rank: the norm and the metrics are reduced over all of them
         if not all(math.isfinite(v) for v in metrics.values()):
             self.optimizer.zero_grad(set_to_none=True)  # no update: weights, moments and schedule stay as they were
@@ -481,7 +481,6 @@ def restore_lr_scheduler(scheduler: torch.optim.lr_scheduler.LambdaLR, state: di
     for group, factor in zip(scheduler.optimizer.param_groups, scheduler.lr_lambdas, strict=True):
         group["initial_lr"] = lr
         group["lr"] = lr * factor(scheduler.last_epoch)
-    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
 
 
 def _allocate_optimizer_state(optimizer: torch.optim.Optimizer) -> None:

@@ -180,20 +180,20 @@ def test_lora_trains_only_adapters_and_pushes_merged_weights(tiny_model: Path) -
 def test_checkpoint_is_an_hf_model_and_resumes_optimizer(tiny_model: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    learner = _learner(tiny_model)
-    learner.train(_batch())
+    learner = _learner(tiny_model, max_steps=4, lr_schedule="linear")
+    assert learner.train(_batch())["lr"] == pytest.approx(1e-2)
     learner.save(str(tmp_path / "ckpt"))
     loaded = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt", dtype=torch.float32).named_parameters())
     # bf16 parameters: the checkpoint holds the float32 master weights, exactly
     masters = dict(zip([n for n, _ in learner.policy.model.named_parameters()], learner.masters.masters))
     for name, p in learner.policy.model.named_parameters():
         assert p.dtype == torch.bfloat16 and torch.equal(loaded[name], masters[name]), name
-    resumed = Learner(str(tiny_model), ModelConfig(path=str(tiny_model)), TrainerConfig(max_steps=1, lr=1e-2),
-                      AlgorithmConfig(), temperature=1.0, resume_from=str(tmp_path / "ckpt"))
+    resumed = _learner(tiny_model, max_steps=4, lr_schedule="linear", resume_from=str(tmp_path / "ckpt"))
     assert resumed.optimizer.state_dict()["state"].keys() == learner.optimizer.state_dict()["state"].keys()
     assert all(torch.equal(a, b) for a, b in zip(resumed.masters.masters, learner.masters.masters))
     a, b = learner.train(_batch(seed=2)), resumed.train(_batch(seed=2))
     assert a["policy_loss"] == pytest.approx(b["policy_loss"], abs=1e-6)
+    assert a["lr"] == b["lr"] == pytest.approx(1e-2 * 3 / 4)  # the schedule resumed at its second step
 
 
 def test_lora_checkpoint_has_merged_model_and_adapter(tiny_model: Path, tmp_path: Path) -> None:
