@@ -181,7 +181,7 @@ LR_SCHEDULE_KWARGS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, ...], ...]
                              "num_cycles"), (("num_decay_steps",),)),
 }
 """`trainer.lr_schedule` → (the arguments its transformers function takes, groups of which one is required);
-checked against transformers' signatures in tests/test_config.py."""
+checked against transformers' signatures in tests/test_lr_schedule.py."""
 
 
 class TrainerConfig(Strict):

@@ -464,7 +464,6 @@ OPTIMIZER_DIR = "optimizer"
 """A checkpoint's subdirectory holding AdamW's state (torch.distributed.checkpoint, keyed by parameter name)."""
 
 
-@torch.no_grad()
 def lr_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainerConfig) -> torch.optim.lr_scheduler.LRScheduler:
     """transformers' schedule `cfg.lr_schedule` over the run's optimizer steps, after `cfg.warmup_steps` of linear
     warm-up (`constant` with a warm-up is transformers' `constant_with_warmup`)."""
@@ -483,6 +482,7 @@ def restore_lr_scheduler(scheduler: torch.optim.lr_scheduler.LambdaLR, state: di
         group["lr"] = lr * factor(scheduler.last_epoch)
 
 
+@torch.no_grad()
 def _allocate_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
     """Create AdamW's moments (and touch a gradient's worth of memory) now, with an update of learning rate 0 on
     zero gradients, then reset its step count: nothing changes (p − 0·update, p·(1 − 0·wd)). Lazily created in
