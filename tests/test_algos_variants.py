@@ -71,6 +71,11 @@ def test_group_reward_std_leaves_out_the_spread_between_prompts() -> None:
     assert group_reward_std(torch.tensor([0.0, 2.0, float("nan"), 5.0, float("nan"), float("nan")]), 3) == \
         pytest.approx(2 ** 0.5)
     assert group_reward_std(torch.tensor([1.0, float("nan")]), 2) is None
+    # equal to the group-by-group definition on random groups with unscored members
+    rewards = torch.rand(64 * 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    rewards[torch.rand(64 * 8, generator=torch.Generator().manual_seed(1)) < 0.4] = float("nan")
+    stds = [g[~g.isnan()].std().item() for g in rewards.view(64, 8) if (~g.isnan()).sum() >= 2]
+    assert group_reward_std(rewards, 8) == pytest.approx(sum(stds) / len(stds), rel=1e-12)
 
 
 def test_informative_groups() -> None:

@@ -61,5 +61,12 @@ def group_reward_std(rewards: torch.Tensor, group_size: int) -> float | None:
     rewards: [B*G], NaN where unscored → float, or None when no group has 2 scored rewards.
     """
     groups = grouped(rewards.double(), group_size)
-    stds = [g[~torch.isnan(g)].std().item() for g in groups if (~torch.isnan(g)).sum() >= 2]
-    return sum(stds) / len(stds) if stds else None
+    scored = ~torch.isnan(groups)
+    count = scored.sum(dim=1)
+    filled = torch.where(scored, groups, 0.0)
+    mean = filled.sum(dim=1) / count.clamp(min=1)
+    sq = torch.where(scored, (groups - mean[:, None]) ** 2, 0.0).sum(dim=1)
+    kept = count >= 2
+    if not bool(kept.any()):
+        return None
+    return (sq[kept] / (count[kept] - 1)).sqrt().mean().item()
