@@ -45,6 +45,12 @@ class RolloutWorker:
     def score(self, prompt: list[int], completion: list[int]) -> list[float]:
         return self.engine.score(prompt, completion)
 
+    def sampler_state(self) -> list[dict[str, Any]]:
+        return self.engine.sampler_state()
+
+    def set_sampler_state(self, state: list[dict[str, Any]]) -> bool:
+        return self.engine.set_sampler_state(state)
+
     def sleep(self) -> None:
         self.engine.sleep()
 
@@ -265,6 +271,27 @@ class RolloutGroup:
 
     def score(self, prompt: list[int], completion: list[int]) -> list[float]:
         return ray.get(self.workers[0].score.remote(prompt, completion))
+
+    def sampler_states(self) -> list[list[dict[str, Any]] | None]:
+        """Every worker's `RolloutEngine.sampler_state()` (JSON-able), for a checkpoint; None for a worker that is
+        dead or does not answer within `timeout_s` (the next `generate` restarts it, with a new stream anyway)."""
+        refs = [w.sampler_state.remote() for w in self.workers]
+        states: list[list[dict[str, Any]] | None] = []
+        for ref in refs:
+            try:
+                states.append(ray.get(ref, timeout=self.timeout_s))
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                states.append(None)
+        return states
+
+    def set_sampler_states(self, states: list[list[dict[str, Any]] | None]) -> bool:
+        """Put back `sampler_states()`; False when they are of another number of workers (nothing is set) or some
+        engine could not take its own (none recorded, another number of sampling processes or GPUs): those
+        engines keep the streams they have, the others draw on where the recorded run's were."""
+        if len(states) != len(self.workers):
+            return False
+        refs = [w.set_sampler_state.remote(s) for w, s in zip(self.workers, states) if s is not None]
+        return all(ray.get(refs)) and None not in states
 
     def sleep(self) -> None:
         ray.get([w.sleep.remote() for w in self.workers])

@@ -84,7 +84,7 @@ def grpo_step(session: Session, step: int, pending: Future | None = None) -> tup
     t_train = time.perf_counter()
     with session.learner_turn():
         training = session.learner.submit("train", batch, step)
-        pending, session.stream_checkpoint = None, None
+        pending, session.before_prefetch = None, None
         if cfg.rollout.max_staleness and step < cfg.trainer.max_steps:
             pending = session.prefetch(collect, session, step + 1)
         train_metrics = training.result()

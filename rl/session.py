@@ -172,11 +172,10 @@ class Session:
         self.stream = PromptStream(len(inputs.rows), seed=cfg.trainer.seed, shuffle=cfg.data.shuffle)
         if state:
             self.stream.load_state_dict(state["data"])
-        # a prefetched rollout has already taken its prompts: checkpoints until the step that trains on it then
-        # record the cursor from before them (`prefetch`), so none is lost on resume
-        self.stream_checkpoint: dict | None = None
+        # a prefetched rollout has already taken its prompts and drawn its tokens: checkpoints until the step that
+        # trains on it record the data cursor and the engines' sampler state from before it (`prefetch`)
+        self.before_prefetch: dict | None = None
         self._last_saved: Path | None = self.resumed_from
-        self._alerted = False
         self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollout")
 
         init_ray(cfg.ray_address, logs, verbose=cfg.verbose)
@@ -206,6 +205,11 @@ class Session:
         self._record_placement()
         if self.resumed_from:
             self.push_weights()
+            # the engines draw on from where the checkpointed run's were (`rl.rollout.sampler_state`)
+            if "sampler" in state and not self.rollout.set_sampler_states(state["sampler"]):
+                self.console.print("note: the checkpoint's rollout sampler state does not fit these rollout "
+                                   "workers (another number of workers, tensor-parallel ranks or GPUs): engines "
+                                   "without one start new sampling streams, so the run goes on as another draw")
         self.log = MetricsLog(self.out, cfg.tensorboard, resume_step=self.start_step)
 
     # ---- the loop ------------------------------------------------------------------------------------------
@@ -275,10 +279,10 @@ class Session:
         first = next((r["entropy"] for r in self.log.records if r.get("entropy") is not None), entropy)
         if entropy is None or first is None or not entropy < ENTROPY_COLLAPSE * first:
             return None
+        said = any(r.get("alert/entropy_collapse") for r in self.log.records)  # a resumed run's included
         record["alert/entropy_collapse"] = 1.0
-        if self._alerted:
+        if said:
             return None
-        self._alerted = True
         return (f"ALERT step {record['step']}: entropy collapsed to {entropy:.4f} nats/token (from {first:.3f}): the "
                 "policy stopped exploring; lower trainer.lr, or see algorithm.entropy")
 
@@ -388,9 +392,16 @@ class Session:
 
     def prefetch(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Run `fn(*args)` (the next step's rollout) in the background; checkpoints written before the step that
-        consumes it record the data cursor from before it took its prompts."""
-        self.stream_checkpoint = self.stream.state_dict()
+        consumes it record the data cursor and the sampler state from before it (`resume_state`); the step that
+        consumes it sets `before_prefetch` back to None. A resume samples that rollout again, with the same prompts
+        and draws but the checkpoint's weights (the prefetch had the step's before)."""
+        self.before_prefetch = self.resume_state()
         return self._prefetcher.submit(fn, *args)
+
+    def resume_state(self) -> dict[str, Any]:
+        """What a checkpoint records beside the learner's state for the run to go on exactly: the data cursor and
+        every rollout engine's sampler state."""
+        return {"data": self.stream.state_dict(), "sampler": self.rollout.sampler_states()}
 
     def evaluate(self) -> dict[str, float]:
         """Greedy completion of the held-out prompts, every set in one generate call; accuracy = mean of the first
@@ -418,10 +429,10 @@ class Session:
         return record
 
     def save(self, step: int) -> None:
-        """A checkpoint of the learner (HF model directory + training state) and the data cursor."""
-
+        """A checkpoint of the learner (HF model directory + training state), the data cursor and the engines'
+        sampler state (`resume_state`, from before a prefetched rollout)."""
         from rl.checkpoint import save_checkpoint
 
         self._last_saved = save_checkpoint(self.out, step, lambda d: self.learner.call("save", d),
-                        {"data": self.stream_checkpoint or self.stream.state_dict()},
-                        keep_last=self.cfg.trainer.keep_last)
+                                           self.before_prefetch or self.resume_state(),
+                                           keep_last=self.cfg.trainer.keep_last)

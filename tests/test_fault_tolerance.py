@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -200,6 +201,51 @@ def test_a_second_run_is_refused_and_a_killed_run_resumes_despite_its_lock(make_
     assert [r["step"] for r in _metrics(run_dir)] == list(range(1, int(newest.name[5:]) + 2))
 
 
+def test_the_sampler_state_round_trips_through_a_checkpoint() -> None:
+    import random
+
+    import numpy as np
+
+    from rl.rollout import sampler_state
+
+    def draws() -> tuple:  # one of each generator an engine samples from
+        return torch.rand(4).tolist(), np.random.random(3).tolist(), random.random()
+
+    state = json.loads(json.dumps(sampler_state.capture()))  # as trainer_state.json holds it
+    first = draws()
+    assert draws() != first
+    assert sampler_state.restore(state)
+    assert draws() == first
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["vllm", "hf"])
+def test_a_resumed_run_is_the_uninterrupted_run(backend: str, make_config, toy_data: Path, tmp_path: Path) -> None:
+    # the learner, its optimizer and RNG, the data cursor and the engines' sampler state are all restored, so the
+    # steps after a resume sample the same tokens and log the same metrics as the run that was never stopped
+    # a system prompt longer than a KV-cache block (32 tokens): the uninterrupted run's step 3 finds the prefix
+    # cached by the step-2 evaluation, the resumed one computes it afresh, and the numbers must not care
+    system = "You are a careful assistant. " * 12
+    config = make_config(rollout={"backend": backend}, trainer={"max_steps": 4, "save_every": 2},
+                         data={"system_prompt": system}, eval={"data": str(toy_data), "every": 2, "max_prompts": 8})
+    run_dir = tmp_path / "run"
+    out = _grpo(config)
+    assert out.returncode == 0, out.stderr[-3000:]
+    uninterrupted = _metrics(run_dir)
+    shutil.rmtree(run_dir / "checkpoints" / "step_4")  # as if the run had died during step 3
+    out = _grpo(config)
+    assert out.returncode == 0 and "(step 2)" in out.stdout, out.stderr[-3000:]
+    resumed = _metrics(run_dir)
+    assert [r["step"] for r in resumed] == [r["step"] for r in uninterrupted] == [0, 1, 2, 3, 4]
+
+    def without_timings(record: dict) -> dict:
+        return {k: v for k, v in record.items() if "time_" not in k and not k.endswith("tokens_per_s")}
+
+    assert "eval_accuracy" in resumed[4] and "reward_mean" in resumed[3]
+    for before, after in zip(uninterrupted[3:], resumed[3:], strict=True):
+        assert without_timings(after) == without_timings(before)
+
+
 @pytest.mark.slow
 def test_sigterm_ends_the_run_after_its_step_with_a_checkpoint(make_config, tmp_path: Path) -> None:
     config = make_config(trainer={"max_steps": 40, "save_every": 100})
@@ -320,11 +366,16 @@ def test_a_failing_reward_mid_run_is_one_line_not_a_traceback(make_config, tmp_p
 
 @pytest.mark.slow
 def test_an_entropy_collapse_is_flagged(make_config, tmp_path: Path) -> None:
-    out = _grpo(make_config(trainer={"lr": 10.0, "max_steps": 3, "save_every": 3}))
+    config = make_config(trainer={"lr": 10.0, "max_steps": 3, "save_every": 3})
+    out = _grpo(config)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "entropy collapsed to" in out.stdout and out.stdout.count("ALERT") == 1
     records = _metrics(tmp_path / "run")
     assert "alert/entropy_collapse" not in records[0] and records[-1]["alert/entropy_collapse"] == 1.0
+    # said once per run: a resume that is still collapsed flags its steps but does not print it again
+    resumed = _grpo(config, "trainer.max_steps=4")
+    assert resumed.returncode == 0 and "resuming from" in resumed.stdout, resumed.stderr[-2000:]
+    assert "ALERT" not in resumed.stdout and _metrics(tmp_path / "run")[-1]["alert/entropy_collapse"] == 1.0
 
 
 @pytest.mark.slow

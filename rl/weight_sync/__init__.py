@@ -24,8 +24,8 @@ Where each part lives:
 - `vllm_transfer.py`: `VLLMTransferSync` and the learner's side of vLLM's weight transfer (`WeightSender`,
   `LearnerWeights`, `RolloutClient`, each backend's trainer-side init info).
 - `gloo.py`: the `gloo` backend, both ends, registered with vLLM's factories on import (imports vLLM).
-- `engine_loader.py`: what runs inside vLLM's worker (`WeightLoaderExtension`, named by `VLLMEngine` as its
-  `worker_extension_cls`; imports torch and vLLM).
+- `engine_loader.py`: what runs inside vLLM's worker to load weights (`WeightLoaderExtension`, part of the
+  `worker_extension_cls` that `VLLMEngine` names: `rl.rollout.vllm_worker`; imports torch and vLLM).
 
 Importing this package imports Ray but neither torch nor vLLM (the driver checks a config without them); those
 two load inside the learner and engine processes, where they are needed.

@@ -1,6 +1,6 @@
 """What runs inside vLLM's worker to load new weights (`rl.rollout.vllm_engine.VLLMEngine`).
 
-`WeightLoaderExtension` is mixed into vLLM's worker class by class path (`worker_extension_cls`): it receives
+`WeightLoaderExtension` is mixed into vLLM's worker class (`rl.rollout.vllm_worker`, by class path): it receives
 `(name, tensor)` pairs through `collective_rpc` and hands them to the worker's layerwise `reload_weights`, which
 understands HF parameter names (it fuses q/k/v and gate/up) and redoes the post-load processing (the CPU backend
 repacks linear weights after loading, so a plain `model.load_weights` no longer works on a running engine). Tied
@@ -108,7 +108,3 @@ def install_reload_warning_filter(model: torch.nn.Module) -> ExpectedReloadWarni
     new = ExpectedReloadWarnings(layers_that_load_nothing(model))
     logger.addFilter(new)
     return new
-
-
-WORKER_EXTENSION_CLS = f"{WeightLoaderExtension.__module__}.{WeightLoaderExtension.__qualname__}"
-"""`WeightLoaderExtension`'s class path, as `LLM(worker_extension_cls=...)` takes it."""
