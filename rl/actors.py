@@ -226,6 +226,8 @@ class RolloutGroup:
             options = [placement.worker(i) for i in range(workers)]
         self.options = options
         self.workers = [self._start(i) for i in range(workers)]
+        # each worker's sampler state as of its last generate (`sampler_states`; None: not read yet)
+        self._states: list[list[dict[str, Any]] | None] | None = None
 
     def _start(self, i: int) -> Any:
         kwargs = {**self.engine_kwargs, "seed": self.engine_kwargs.get("seed", 0) + i}
@@ -234,8 +236,11 @@ class RolloutGroup:
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec) -> list[list[Completion]]:
         """Each worker samples its contiguous shard; a worker that dies, or is still busy after `timeout_s`, is
-        restarted (`restart`) and its shard sampled again."""
+        restarted (`restart`) and its shard sampled again, from the sampler state the lost one started it from: the
+        same tokens as if nothing had happened."""
         shards = _split(prompts, len(self.workers))
+        if self._states is None:  # a replacement of a worker lost in the first generate draws as it would have
+            self._states = self._read_states()
         results: dict[int, list] = {}
         running = {self.workers[i].generate.remote(shard, spec): i for i, shard in enumerate(shards) if shard}
         while running:
@@ -252,11 +257,13 @@ class RolloutGroup:
             for i, why in failed:
                 self.restart(i, why)
                 running[self.workers[i].generate.remote(shards[i], spec)] = i
+        self._states = self._read_states()
         return [group for i in sorted(results) for group in results[i]]
 
     def restart(self, i: int, why: str) -> None:
-        """Replace worker i (killed if still there) with a fresh one, then `on_restart(i)`; a RuntimeError once
-        `max_restarts` restarts have been used."""
+        """Replace worker i (killed if still there) with a fresh one, then `on_restart(i)`, and set its sampler
+        state to the lost one's as of its last `generate`; an `ActorFailure` once `max_restarts` restarts have been
+        used."""
         if self.restarts >= self.max_restarts:
             raise ActorFailure(f"rollout worker {i} {why}, and rollout.max_restarts={self.max_restarts} restarts "
                                "are used up")
@@ -268,13 +275,32 @@ class RolloutGroup:
         ray.get(self.workers[i].__ray_ready__.remote())
         if self.on_restart is not None:
             self.on_restart(i)
+        if self._states and self._states[i] is not None:  # draw on where the lost engine had got to
+            ray.get(self.workers[i].set_sampler_state.remote(self._states[i]))
 
     def score(self, prompt: list[int], completion: list[int]) -> list[float]:
         return ray.get(self.workers[0].score.remote(prompt, completion))
 
     def sampler_states(self) -> list[list[dict[str, Any]] | None]:
-        """Every worker's `RolloutEngine.sampler_state()` (JSON-able), for a checkpoint; None for a worker that is
-        dead or does not answer within `timeout_s` (the next `generate` restarts it, with a new stream anyway)."""
+        """Every worker's `RolloutEngine.sampler_state()` (JSON-able) as of its last `generate` (read right after
+        it, so that a replacement of the worker draws on from there, and for checkpoints); None for a worker that
+        did not answer."""
+        if self._states is None:
+            self._states = self._read_states()
+        return list(self._states)
+
+    def set_sampler_states(self, states: list[list[dict[str, Any]] | None]) -> bool:
+        """Put back `sampler_states()`; False when they are of another number of workers (nothing is set) or some
+        engine could not take its own (none recorded, another number of sampling processes or GPUs): those
+        engines keep the streams they have, the others draw on where the recorded run's were."""
+        if len(states) != len(self.workers):
+            return False
+        refs = {i: w.set_sampler_state.remote(s) for i, (w, s) in enumerate(zip(self.workers, states)) if s}
+        done = ray.get(list(refs.values()))
+        self._states = self._read_states()
+        return len(done) == len(states) and all(done)
+
+    def _read_states(self) -> list[list[dict[str, Any]] | None]:
         refs = [w.sampler_state.remote() for w in self.workers]
         states: list[list[dict[str, Any]] | None] = []
         for ref in refs:
@@ -283,15 +309,6 @@ class RolloutGroup:
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
                 states.append(None)
         return states
-
-    def set_sampler_states(self, states: list[list[dict[str, Any]] | None]) -> bool:
-        """Put back `sampler_states()`; False when they are of another number of workers (nothing is set) or some
-        engine could not take its own (none recorded, another number of sampling processes or GPUs): those
-        engines keep the streams they have, the others draw on where the recorded run's were."""
-        if len(states) != len(self.workers):
-            return False
-        refs = [w.set_sampler_state.remote(s) for w, s in zip(self.workers, states) if s is not None]
-        return all(ray.get(refs)) and None not in states
 
     def sleep(self) -> None:
         ray.get([w.sleep.remote() for w in self.workers])

@@ -385,6 +385,33 @@ def test_an_entropy_collapse_is_flagged(make_config, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_replaced_rollout_worker_draws_what_the_lost_one_would_have(tiny_model: Path) -> None:
+    import ray
+
+    from rl.actors import RolloutGroup, init_ray
+    from rl.rollout import SamplingSpec
+
+    prompts, spec = [[5, 6, 7], [8, 9]], SamplingSpec(n=4, max_new_tokens=8)
+    engine = {"model_path": str(tiny_model), "dtype": "float32"}
+
+    def tokens(groups: list) -> list:
+        return [[c.token_ids for c in group] for group in groups]
+
+    init_ray(None)
+    try:
+        steady = RolloutGroup(1, "hf", engine)
+        expected = [tokens(steady.generate(prompts, spec)) for _ in range(3)]
+        group = RolloutGroup(1, "hf", engine, max_restarts=1)
+        got = [tokens(group.generate(prompts, spec))]
+        ray.kill(group.workers[0], no_restart=True)  # lost between two generates: found dead by the next one
+        got += [tokens(group.generate(prompts, spec)), tokens(group.generate(prompts, spec))]
+    finally:
+        ray.shutdown()
+    assert group.restarts == 1 and len({str(t) for t in expected}) == 3
+    assert got == expected  # a fresh engine would have drawn the first generate's tokens again
+
+
+@pytest.mark.slow
 def test_an_engine_hung_while_idle_is_replaced_at_the_weight_push(tiny_model: Path) -> None:
     """Found by benchmarks/chaos.py: a worker stopped between steps blocked the object-store push forever."""
     from types import SimpleNamespace
