@@ -24,7 +24,10 @@ complete checkpoint at the fault - K, must be 0 (a resume never starts before th
 = the next step came more than rollout.timeout_s + 180 s after the fault. Final line: `ok=R/C` (cycles that
 recovered, late ones included and counted), the sum of `beyond ckpt`, and `data_order_kept` = metrics.jsonl holds
 steps 1..M each once and the final checkpoint's cursor has consumed M * prompts_per_step prompts (the data order
-is a pure function of that cursor and the seed).
+is a pure function of that cursor and the seed). Then (unless --no-reference) the same command runs once more,
+undisturbed, into another directory, and `same_as_uninterrupted` counts the steps whose every logged metric
+(timings aside) equals the undisturbed run's: checkpoints hold the engines' sampler state and a replaced rollout
+worker takes over the lost one's, so a run that was killed and resumed is meant to be the run that never was.
 """
 
 from __future__ import annotations
@@ -139,6 +142,26 @@ def consumed(run_dir: Path, step: int) -> int | None:
     return data["epoch"] * data["num_rows"] + data["position"]
 
 
+def same_as_uninterrupted(config: Path, run_dir: Path, reference: Path) -> str:
+    """Run `config` undisturbed into `reference`; how many steps of `run_dir` log what it logs (timings aside)."""
+    out = subprocess.run([sys.executable, "-m", "rl.grpo", "--config", str(config), f"output_dir={reference}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0:
+        return f"reference run failed (exit {out.returncode}): {out.stderr[-500:]}"
+
+    def metrics(record: dict) -> dict:
+        return {k: v for k, v in record.items() if "time_" not in k and not k.endswith("tokens_per_s")}
+
+    ours = {r["step"]: metrics(r) for r in records(run_dir)}
+    theirs = {r["step"]: metrics(r) for r in records(reference)}
+    differ = [step for step in sorted(theirs) if ours.get(step) != theirs[step]]
+    if not differ:
+        return f"{len(theirs)}/{len(theirs)} steps"
+    a, b = ours.get(differ[0], {}), theirs[differ[0]]
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))[:6]
+    return f"{len(theirs) - len(differ)}/{len(theirs)} steps; first differing step {differ[0]}: {keys}"
+
+
 def setup(tmp: Path, max_steps: int) -> Path:
     import yaml
 
@@ -206,6 +229,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps-per-cycle", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, run)")
+    parser.add_argument("--no-reference", action="store_true", help="skip the undisturbed run compared against")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     targets = [ROUND[i % len(ROUND)] for i in range(args.cycles - 1)]
@@ -273,8 +297,9 @@ def main() -> None:
     recovered = sum(r.get("recovered", "no") != "no" for r in rows)
     late = sum(r.get("recovered", "").startswith("late") for r in rows)
     beyond = sum(r["beyond"] for r in rows if isinstance(r.get("beyond"), int))
+    same = "skipped" if args.no_reference else same_as_uninterrupted(config, run_dir, tmp / "reference")
     print(f"ok={recovered}/{len(rows)} (late: {late}) steps_lost_beyond_last_checkpoint={beyond} "
-          f"data_order_kept={'yes' if order_kept else 'no'}")
+          f"data_order_kept={'yes' if order_kept else 'no'} same_as_uninterrupted={same}")
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
 
