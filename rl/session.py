@@ -235,23 +235,25 @@ class Session:
         if self.resumed_from:
             out.print(f"resuming from {self.resumed_from} (step {self.start_step})")
         elif cfg.eval:
-            self.log.log({"step": 0, **self.evaluate()})
+            try:
+                self.log.log({"step": 0, **self.evaluate()})
+            except (ActorFailure, RewardError) as e:
+                self._failed(0, e)
             out.print(f"step 0: held-out accuracy {self.log.records[-1]['eval_accuracy']:.3f}")
         last = cfg.trainer.max_steps
         with progress_bar(out) as progress, stop:
             task = progress.add_task(title, total=last, completed=self.start_step)
             for step in range(self.start_step + 1, last + 1):
-                try:
+                try:  # a lost actor or a failed grader in the step, its evaluation or its checkpoint: one line
                     record = step_fn(step)
+                    if cfg.eval and (step == last or (cfg.eval.every and step % cfg.eval.every == 0)):
+                        record.update(self.evaluate())
+                    alert = self._entropy_alert(record)
+                    self.log.log(record)
+                    if step % cfg.trainer.save_every == 0 or step == last or stop.signal is not None:
+                        self.save(step)
                 except (ActorFailure, RewardError) as e:
-                    where = f"the last checkpoint is {self._last_saved}" if self._last_saved else "no checkpoint yet"
-                    self._end(f"error: step {step}: {e}; {where}: re-run the same command to resume", code=1)
-                if cfg.eval and (step == last or (cfg.eval.every and step % cfg.eval.every == 0)):
-                    record.update(self.evaluate())
-                alert = self._entropy_alert(record)
-                self.log.log(record)
-                if step % cfg.trainer.save_every == 0 or step == last or stop.signal is not None:
-                    self.save(step)
+                    self._failed(step, e)
                 progress.update(task, advance=1, description=describe(record))
                 out.print(line(record))
                 if alert:
@@ -285,6 +287,11 @@ class Session:
             return None
         return (f"ALERT step {record['step']}: entropy collapsed to {entropy:.4f} nats/token (from {first:.3f}): the "
                 "policy stopped exploring; lower trainer.lr, or see algorithm.entropy")
+
+    def _failed(self, step: int, error: Exception) -> None:
+        """End the run on an actor it cannot do without, or a reward that failed, at `step`: one line, no traceback."""
+        where = f"the last checkpoint is {self._last_saved}" if self._last_saved else "no checkpoint yet"
+        self._end(f"error: step {step}: {error}; {where}: re-run the same command to resume", code=1)
 
     def _end(self, message: str, *, code: int) -> None:
         """End the run now: metrics closed, actors gone, the run directory released; `message` to stderr."""

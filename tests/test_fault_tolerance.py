@@ -370,6 +370,19 @@ def test_a_failing_reward_mid_run_is_one_line_not_a_traceback(make_config, tmp_p
     assert "Traceback" not in out.stderr, out.stderr[-2000:]
 
 
+def test_a_reward_failing_at_evaluation_is_one_line_not_a_traceback(make_config, tmp_path: Path) -> None:
+    held_out = tmp_path / "held_out.jsonl"  # `answer` is text here: the reward's `answer % 4` raises
+    held_out.write_text(json.dumps({"prompt": "Count to 3", "answer": "three"}) + "\n")
+    toy = ROOT / "tests" / "toy_reward.py"
+    config = make_config(rewards=[{"fn": f"{toy}:digit_fraction_unless_answer_is_3_mod_4"}],
+                         eval={"data": str(held_out)})
+    out = _grpo(config)
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert re.search(r"error: step 0: reward '\w+' failed on sample 0 .*TypeError.*: re-run the same command",
+                     out.stderr), out.stderr[-2000:]
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]
+
+
 @pytest.mark.slow
 def test_an_entropy_collapse_is_flagged(make_config, tmp_path: Path) -> None:
     config = make_config(trainer={"lr": 10.0, "max_steps": 3, "save_every": 3})
