@@ -33,6 +33,11 @@ class RolloutWorker:
     def generate(self, prompts: list[list[int]], spec: SamplingSpec) -> list[list[Completion]]:
         return self.engine.generate(prompts, spec)
 
+    def generate_with_state(self, prompts: list[list[int]], spec: SamplingSpec
+                            ) -> tuple[list[list[Completion]], list[dict[str, Any]]]:
+        """`generate`, and the engine's sampler state right after it, in one call."""
+        return self.engine.generate(prompts, spec), self.engine.sampler_state()
+
     def load_weights(self, weights: list) -> None:
         self.engine.load_weights(weights)
 
@@ -241,8 +246,9 @@ class RolloutGroup:
         shards = _split(prompts, len(self.workers))
         if self._states is None:  # a replacement of a worker lost in the first generate draws as it would have
             self._states = self._read_states()
-        results: dict[int, list] = {}
-        running = {self.workers[i].generate.remote(shard, spec): i for i, shard in enumerate(shards) if shard}
+        results: dict[int, tuple[list, list]] = {}  # worker → (its groups, its sampler state after them)
+        running = {self.workers[i].generate_with_state.remote(shard, spec): i
+                   for i, shard in enumerate(shards) if shard}
         while running:
             done, _ = ray.wait(list(running), num_returns=len(running), timeout=self.timeout_s)
             failed = []
@@ -256,9 +262,10 @@ class RolloutGroup:
             running = {}
             for i, why in failed:
                 self.restart(i, why)
-                running[self.workers[i].generate.remote(shards[i], spec)] = i
-        self._states = self._read_states()
-        return [group for i in sorted(results) for group in results[i]]
+                running[self.workers[i].generate_with_state.remote(shards[i], spec)] = i
+        for i, (_, state) in results.items():  # workers without a shard drew nothing: theirs stays
+            self._states[i] = state
+        return [group for i in sorted(results) for group in results[i][0]]
 
     def restart(self, i: int, why: str) -> None:
         """Replace worker i (killed if still there) with a fresh one, then `on_restart(i)`, and set its sampler
@@ -282,9 +289,9 @@ class RolloutGroup:
         return ray.get(self.workers[0].score.remote(prompt, completion))
 
     def sampler_states(self) -> list[list[dict[str, Any]] | None]:
-        """Every worker's `RolloutEngine.sampler_state()` (JSON-able) as of its last `generate` (read right after
-        it, so that a replacement of the worker draws on from there, and for checkpoints); None for a worker that
-        did not answer."""
+        """Every worker's `RolloutEngine.sampler_state()` (JSON-able) as of its last `generate` (returned with its
+        samples, so that a replacement of the worker draws on from there, and for checkpoints); None for a worker
+        that did not answer before its first one."""
         if self._states is None:
             self._states = self._read_states()
         return list(self._states)
